@@ -1,0 +1,1 @@
+"""simplane: run simulations on machine groups."""
