@@ -1,0 +1,163 @@
+"""The agents connected now: their outgoing message queues, liveness, and requests relayed to them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from simplane._api.v1 import agent_pb2
+from simplane.server import errors
+
+_CLOSE = None  # put in an outbox to end the session's stream
+_request_ids = itertools.count(1)
+
+
+@dataclass
+class AgentSession:
+    agent_id: str
+    machine_group: str
+    hostname: str
+    slots: int
+    connected_at: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.monotonic)
+    load: float = 0.0
+    memory_total_bytes: int = 0
+    memory_used_bytes: int = 0
+    outbox: asyncio.Queue[agent_pb2.ConnectResponse | None] = field(default_factory=asyncio.Queue)
+    _replies: dict[str, asyncio.Queue] = field(default_factory=dict)
+
+    def send(self, message: agent_pb2.ConnectResponse) -> None:
+        self.outbox.put_nowait(message)
+
+    def close(self) -> None:
+        self.outbox.put_nowait(_CLOSE)
+        for replies in self._replies.values():
+            replies.put_nowait(_CLOSE)
+
+    def deliver(self, request_id: str, reply: object) -> None:
+        """Hands the agent's answer to the RPC waiting for it; answers nobody waits for are dropped."""
+        replies = self._replies.get(request_id)
+        if replies is not None:
+            replies.put_nowait(reply)
+
+    async def list_files(self, task_id: str, timeout: float = 10.0) -> agent_pb2.FileListing:
+        request_id = str(next(_request_ids))
+        replies: asyncio.Queue = asyncio.Queue()
+        self._replies[request_id] = replies
+        try:
+            self.send(
+                agent_pb2.ConnectResponse(list_files=agent_pb2.ListFilesCommand(request_id=request_id, task_id=task_id))
+            )
+            try:
+                listing = await asyncio.wait_for(replies.get(), timeout)
+            except TimeoutError:
+                raise errors.FailedPrecondition(f"machine {self.agent_id} did not answer in time") from None
+        finally:
+            del self._replies[request_id]
+        if listing is _CLOSE:
+            raise errors.FailedPrecondition(f"machine {self.agent_id} disconnected")
+        return listing
+
+    async def read_file(
+        self, task_id: str, path: str, offset: int, tail_lines: int, follow: bool
+    ) -> AsyncIterator[agent_pb2.FileData]:
+        """FileData frames from the agent until eof; cancels the read on the agent if the caller goes away."""
+        request_id = str(next(_request_ids))
+        replies: asyncio.Queue = asyncio.Queue(maxsize=0)
+        self._replies[request_id] = replies
+        finished = False
+        try:
+            self.send(
+                agent_pb2.ConnectResponse(
+                    read_file=agent_pb2.ReadFileCommand(
+                        request_id=request_id,
+                        task_id=task_id,
+                        path=path,
+                        offset=offset,
+                        tail_lines=tail_lines,
+                        follow=follow,
+                    )
+                )
+            )
+            while True:
+                frame = await replies.get()
+                if frame is _CLOSE:
+                    finished = True
+                    raise errors.FailedPrecondition(f"machine {self.agent_id} disconnected")
+                if frame.error:
+                    finished = True
+                    raise errors.NotFound(f"file {path!r} of task {task_id}: {frame.error}")
+                yield frame
+                if frame.eof:
+                    finished = True
+                    return
+        finally:
+            del self._replies[request_id]
+            if not finished:
+                self.send(agent_pb2.ConnectResponse(cancel_read=agent_pb2.CancelReadCommand(request_id=request_id)))
+
+
+class AgentHub:
+    """Sessions by agent id, and when each absent machine went silent (to mark it lost after the timeout)."""
+
+    def __init__(self, heartbeat_interval: float) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.sessions: dict[str, AgentSession] = {}
+        self.silent_since: dict[str, float] = {}
+        self.changed = asyncio.Event()
+
+    @property
+    def timeout(self) -> float:
+        return 3 * self.heartbeat_interval
+
+    def attach(self, session: AgentSession) -> None:
+        previous = self.sessions.get(session.agent_id)
+        if previous is not None:
+            previous.close()
+        self.sessions[session.agent_id] = session
+        self.silent_since.pop(session.agent_id, None)
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def detach(self, session: AgentSession) -> bool:
+        """Ends a session; True when it was the agent's current one (not replaced by a reconnect)."""
+        session.close()
+        if self.sessions.get(session.agent_id) is session:
+            del self.sessions[session.agent_id]
+            self.silent_since[session.agent_id] = time.monotonic()
+            return True
+        return False
+
+    def expect(self, agent_id: str) -> None:
+        """A machine that has tasks but no session yet (after a server restart): lost if it stays away."""
+        if agent_id not in self.sessions:
+            self.silent_since.setdefault(agent_id, time.monotonic())
+
+    def overdue(self) -> list[str]:
+        """Agents silent past the timeout, connected or not; they are forgotten here."""
+        now = time.monotonic()
+        late = [agent_id for agent_id, s in self.sessions.items() if now - s.last_seen > self.timeout]
+        for agent_id in late:
+            self.sessions.pop(agent_id).close()
+        gone = [agent_id for agent_id, since in self.silent_since.items() if now - since > self.timeout]
+        for agent_id in gone:
+            del self.silent_since[agent_id]
+        return late + gone
+
+    def session(self, agent_id: str) -> AgentSession | None:
+        return self.sessions.get(agent_id)
+
+    async def wait_for_agents(self, machine_group: str, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while sum(1 for s in self.sessions.values() if s.machine_group == machine_group) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True

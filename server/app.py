@@ -1,0 +1,166 @@
+"""The server: wires the core together and serves it over gRPC, with health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from simplane._api.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
+    machine_group_pb2,
+    machine_group_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+from simplane.server.accounts import Accounts
+from simplane.server.agents import AgentHub
+from simplane.server.auth import Authenticator
+from simplane.server.event_stream import EventStream
+from simplane.server.file_store import FileStore
+from simplane.server.log_store import LogStore
+from simplane.server.log_tail import LogTail
+from simplane.server.machine_groups import MachineGroups
+from simplane.server.scheduler import Scheduler
+from simplane.server.servicers.account_service import AccountService
+from simplane.server.servicers.agent_service import AgentService
+from simplane.server.servicers.machine_group_service import MachineGroupService
+from simplane.server.servicers.storage_service import StorageService
+from simplane.server.servicers.task_service import TaskService
+from simplane.server.store.database import Database
+from simplane.server.task_files import TaskFiles
+from simplane.server.task_watch import TaskWatch
+from simplane.server.tasks import TaskRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024 * 1024
+STREAM_HEARTBEAT = 10.0
+
+
+@dataclass
+class ServerSettings:
+    data_dir: Path
+    database_url: str
+    disable_auth: bool = False
+    heartbeat_interval: float = float(os.environ.get("SIMPLANE_HEARTBEAT_INTERVAL", "5"))
+    max_active_tasks: int = int(os.environ.get("SIMPLANE_MAX_ACTIVE_TASKS", "10000"))
+
+
+class ServerApp:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database = Database(settings.database_url)
+        self.database.create_tables()
+        self.authenticator = Authenticator(self.database, disabled=settings.disable_auth)
+        self.accounts = Accounts(self.database, self.authenticator, max_active_tasks=settings.max_active_tasks)
+        self.groups = MachineGroups(self.database)
+        self.events = EventStream(self.database)
+        self.scheduler = Scheduler()
+        self.hub = AgentHub(settings.heartbeat_interval)
+        self.logs = LogStore(settings.data_dir / "logs")
+        self.files = FileStore(self.database, settings.data_dir / "files")
+        self.tasks = TaskRegistry(
+            self.database,
+            self.events,
+            self.scheduler,
+            self.hub,
+            self.logs,
+            self.groups,
+            max_active_tasks=settings.max_active_tasks,
+        )
+        self.task_files = TaskFiles(self.hub, self.files)
+        self._server: grpc.aio.Server | None = None
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self, address: str) -> int:
+        """Loads state, binds address (port 0 picks one) and serves; returns the bound port."""
+        self.groups.load()
+        self.events.load()
+        self.tasks.load()
+        self.tasks.start_timers()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ]
+        )
+        task_pb2_grpc.add_TaskServiceServicer_to_server(
+            TaskService(
+                self.authenticator,
+                self.tasks,
+                TaskWatch(self.database, self.events, STREAM_HEARTBEAT),
+                LogTail(self.tasks, self.logs, self.task_files, STREAM_HEARTBEAT),
+                self.task_files,
+            ),
+            server,
+        )
+        agent_pb2_grpc.add_AgentServiceServicer_to_server(
+            AgentService(self.authenticator, self.tasks, self.hub, self.logs, self.files), server
+        )
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageService(self.authenticator, self.files), server)
+        account_pb2_grpc.add_AccountServiceServicer_to_server(
+            AccountService(self.authenticator, self.accounts, self.tasks), server
+        )
+        machine_group_pb2_grpc.add_MachineGroupServiceServicer_to_server(
+            MachineGroupService(self.authenticator, self.groups, self.hub, self.scheduler, self.accounts), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        services = [
+            module.DESCRIPTOR.services_by_name[name].full_name
+            for module, name in (
+                (task_pb2, "TaskService"),
+                (agent_pb2, "AgentService"),
+                (storage_pb2, "StorageService"),
+                (account_pb2, "AccountService"),
+                (machine_group_pb2, "MachineGroupService"),
+            )
+        ]
+        reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+        port = server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        for name in ["", *services]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server = server
+        self._monitor = asyncio.create_task(self._watch_machines())
+        return port
+
+    async def _watch_machines(self) -> None:
+        """Marks machines silent past the heartbeat timeout as lost, with their running tasks."""
+        while True:
+            await asyncio.sleep(self.hub.heartbeat_interval / 2)
+            for machine_id in self.hub.overdue():
+                log.warning("machine %s stopped answering", machine_id)
+                await self.tasks.machine_lost(machine_id)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for session in list(self.hub.sessions.values()):
+            session.close()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.events.settled()
+        self.logs.close()
+        self.database.close()

@@ -1,0 +1,105 @@
+"""API keys and agent tokens: minting, checking, and who the caller of an RPC is.
+
+A key reads `sp_<id>_<secret>`; the server stores only sha256(secret). Checked keys are cached in memory so
+that an RPC costs one dict lookup; revoking a key drops it from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import grpc
+
+from simplane.server import errors
+from simplane.server.store.database import Database
+from simplane.server.store.models import ApiKeyRow, UserRow
+
+USER_KEY = "user"
+AGENT_KEY = "agent"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made an RPC: a user (with their key), or an agent of a machine group."""
+
+    user: str
+    admin: bool
+    key_id: str
+    kind: str = USER_KEY
+    machine_group: str = ""
+
+
+@dataclass(frozen=True)
+class MintedKey:
+    key_id: str
+    secret: str  # the whole `sp_<id>_<secret>` string, shown once
+
+
+def mint_key() -> tuple[MintedKey, str]:
+    """A new key and the hash to store for it."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(24)
+    return MintedKey(key_id, f"sp_{key_id}_{secret}"), _hash(secret)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _split(key: str) -> tuple[str, str]:
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != "sp" or not parts[1] or not parts[2]:
+        raise errors.Unauthenticated("malformed API key")
+    return parts[1], parts[2]
+
+
+class Authenticator:
+    def __init__(self, database: Database, *, disabled: bool = False, local_admin: str = "admin") -> None:
+        self._database = database
+        self._disabled = disabled
+        self._local_admin = local_admin
+        self._cache: dict[str, Caller] = {}
+
+    async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        key = _bearer(context)
+        if key is None:
+            if self._disabled:
+                return Caller(user=self._local_admin, admin=True, key_id="")
+            raise errors.Unauthenticated("missing API key: send the header 'authorization: Bearer <key>'")
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        caller = await self._database.run(self.check_key, key)
+        self._cache[key] = caller
+        return caller
+
+    def check_key(self, session, key: str) -> Caller:  # type: ignore[no-untyped-def]
+        key_id, secret = _split(key)
+        row = session.get(ApiKeyRow, key_id)
+        if row is None or row.revoked or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+            raise errors.Unauthenticated("invalid or revoked API key")
+        user = session.get(UserRow, row.user_id)
+        if user is None:
+            raise errors.Unauthenticated("invalid or revoked API key")
+        row.last_used_at = time.time()
+        session.add(row)
+        return Caller(user=user.name, admin=user.admin, key_id=row.id, kind=row.kind, machine_group=row.machine_group)
+
+    def forget(self, key_id: str) -> None:
+        """Drops a revoked key from the cache."""
+        for key in [k for k, c in self._cache.items() if c.key_id == key_id]:
+            del self._cache[key]
+
+
+def _bearer(context: grpc.aio.ServicerContext) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == "authorization":
+            scheme, _, token = str(value).partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise errors.Unauthenticated("authorization header must read 'Bearer <key>'")
+            return token.strip()
+    return None

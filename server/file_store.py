@@ -1,0 +1,199 @@
+"""Users' files (task inputs and outputs), on disk under <data dir>/files/<user>/, listed from the database.
+
+Every file arrives in chunks and is checked against the SHA-256 its last chunk carries before it replaces
+anything, so a broken upload never leaves a half file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path, PurePosixPath
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from simplane._api.v1 import storage_pb2
+from simplane.server import errors
+from simplane.server.store.database import Database
+from simplane.server.store.models import StoredFileRow
+
+CHUNK = 1024 * 1024
+
+
+def check_path(field: str, path: str, *, prefix: bool = False) -> str:
+    """A relative, normalised path that stays inside its root; a prefix may be empty or end with '/'."""
+    if prefix and path == "":
+        return path
+    body = path[:-1] if prefix and path.endswith("/") else path
+    if prefix and not path.endswith("/"):
+        raise errors.InvalidArgument(field, f"{path!r} must end with '/'")
+    parts = PurePosixPath(body).parts
+    if (
+        not body
+        or body.startswith("/")
+        or "\0" in body
+        or "\\" in body
+        or any(part in ("..", ".") for part in parts)
+        or "/".join(parts) != body
+    ):
+        raise errors.InvalidArgument(field, f"{path!r} is not a clean relative path")
+    return path
+
+
+class FileStore:
+    def __init__(self, database: Database, root: Path) -> None:
+        self._database = database
+        self._root = root
+
+    def _user_root(self, owner: str) -> Path:
+        return self._root / owner
+
+    async def receive(self, owner: str, prefix: str, chunks: AsyncIterator[storage_pb2.FileChunk]) -> tuple[int, int]:
+        """Stores the files of a chunk stream under prefix; returns (files, bytes)."""
+        check_path("prefix", prefix, prefix=True)
+        root = self._user_root(owner)
+        files = total = 0
+        current: _Incoming | None = None
+        async for chunk in chunks:
+            if current is None or chunk.path != current.path:
+                if current is not None:
+                    current.discard()
+                    raise errors.InvalidArgument("chunk.sha256", f"file {current.path!r} ended without a checksum")
+                check_path("chunk.path", chunk.path)
+                current = _Incoming(root, prefix + chunk.path, chunk.mode)
+            try:
+                current.write(chunk.offset, chunk.data)
+                if chunk.sha256:
+                    size = current.finish(chunk.sha256)
+                    await self._database.run(_record, owner, current.relative, size, chunk.sha256)
+                    files += 1
+                    total += size
+                    current = None
+            except errors.DomainError:
+                current.discard()
+                raise
+        if current is not None:
+            current.discard()
+            raise errors.InvalidArgument("chunk.sha256", f"file {current.path!r} ended without a checksum")
+        return files, total
+
+    async def list(self, owner: str, prefix: str) -> list[StoredFileRow]:
+        return await self._database.run(
+            lambda s: list(
+                s.execute(
+                    select(StoredFileRow)
+                    .where(StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix, autoescape=True))
+                    .order_by(StoredFileRow.path)
+                ).scalars()
+            )
+        )
+
+    def chunks(self, owner: str, files: list[StoredFileRow], strip: str) -> Iterator[storage_pb2.FileChunk]:
+        """Each file as chunks, paths relative to `strip`; the last chunk of each carries its SHA-256."""
+        root = self._user_root(owner)
+        for stored in files:
+            path = root / stored.path
+            relative = stored.path[len(strip) :]
+            with open(path, "rb") as handle:
+                mode = os.fstat(handle.fileno()).st_mode & 0o777
+                offset = 0
+                while True:
+                    data = handle.read(CHUNK)
+                    last = offset + len(data) >= stored.size
+                    yield storage_pb2.FileChunk(
+                        path=relative,
+                        offset=offset,
+                        data=data,
+                        mode=mode if offset == 0 else 0,
+                        sha256=stored.sha256 if last else "",
+                    )
+                    offset += len(data)
+                    if last:
+                        break
+
+    def read_range(self, owner: str, path: str, offset: int) -> tuple[bytes, int]:
+        """Bytes of a stored file from offset (at most a few MiB) and the file's size."""
+        with open(self._user_root(owner) / path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(offset)
+            return handle.read(4 * CHUNK), size
+
+    def tail_offset(self, owner: str, path: str, lines: int) -> int:
+        with open(self._user_root(owner) / path, "rb") as handle:
+            data = handle.read()
+        wanted = lines + 1 if data.endswith(b"\n") else lines
+        position = len(data)
+        while wanted > 0:
+            position = data.rfind(b"\n", 0, position)
+            if position < 0:
+                return 0
+            wanted -= 1
+        return position + 1
+
+    async def delete(self, owner: str, prefix: str) -> int:
+        files = await self.list(owner, prefix)
+        root = self._user_root(owner)
+        for stored in files:
+            (root / stored.path).unlink(missing_ok=True)
+        await self._database.run(
+            lambda s: s.execute(
+                delete(StoredFileRow).where(
+                    StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix, autoescape=True)
+                )
+            )
+        )
+        return len(files)
+
+    async def usage(self, owner: str) -> int:
+        return sum(f.size for f in await self.list(owner, ""))
+
+
+class _Incoming:
+    def __init__(self, root: Path, relative: str, mode: int) -> None:
+        self.path = relative
+        self.relative = relative
+        self.target = root / relative
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".upload-")
+        self.temp = Path(name)
+        self.handle = os.fdopen(fd, "wb")
+        self.mode = mode or 0o644
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, offset: int, data: bytes) -> None:
+        if offset != self.size:
+            raise errors.InvalidArgument(
+                "chunk.offset", f"file {self.path!r}: expected offset {self.size}, got {offset}"
+            )
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+    def finish(self, sha256: str) -> int:
+        self.handle.close()
+        if self.digest.hexdigest() != sha256.lower():
+            self.temp.unlink(missing_ok=True)
+            raise errors.InvalidArgument("chunk.sha256", f"file {self.path!r}: checksum mismatch")
+        os.chmod(self.temp, self.mode & 0o777)
+        os.replace(self.temp, self.target)
+        return self.size
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.temp.unlink(missing_ok=True)
+
+
+def _record(session, owner: str, path: str, size: int, sha256: str) -> None:  # type: ignore[no-untyped-def]
+    values = {"owner": owner, "path": path, "size": size, "sha256": sha256, "created_at": time.time()}
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(StoredFileRow).values(**values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["owner", "path"], set_={k: values[k] for k in ("size", "sha256", "created_at")}
+        )
+    )

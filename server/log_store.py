@@ -1,0 +1,201 @@
+"""Task output stored by the server, as byte streams with offsets, so it outlives the machine that made it.
+
+Each stream of each task is two files under <data dir>/logs/<task id>/: the bytes (`stdout`), and an index of
+fixed 16-byte records (`stdout.idx`: offset, time in ns) marking where each chunk the agent read starts and when
+it was read. Appends are idempotent by offset, so a resend after a reconnect stores nothing twice. Readers use
+positional reads at their own pace, so a slow reader holds no memory and blocks nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_RECORD = struct.Struct("<qq")
+_TAIL_BLOCK = 64 * 1024
+MAX_FRAME = 256 * 1024
+MAX_OPEN_STREAMS = 512
+STREAM_NAMES = ("stdout", "stderr")
+
+
+@dataclass
+class Piece:
+    offset: int
+    data: bytes
+    time_ns: int
+
+
+@dataclass
+class _Stream:
+    data_fd: int
+    index_fd: int
+    size: int
+    index_count: int
+    last_time_ns: int
+    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+
+    def wake(self) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+
+
+class LogStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._streams: dict[tuple[str, str], _Stream] = {}
+
+    def _open(self, task_id: str, stream: str) -> _Stream:
+        key = (task_id, stream)
+        opened = self._streams.get(key)
+        if opened is None:
+            self._evict()
+            folder = self._root / task_id
+            folder.mkdir(parents=True, exist_ok=True)
+            data_fd = os.open(folder / stream, os.O_RDWR | os.O_CREAT, 0o600)
+            index_fd = os.open(folder / f"{stream}.idx", os.O_RDWR | os.O_CREAT, 0o600)
+            count = os.fstat(index_fd).st_size // _RECORD.size
+            size = os.fstat(data_fd).st_size
+            last_time = _RECORD.unpack(os.pread(index_fd, _RECORD.size, (count - 1) * _RECORD.size))[1] if count else 0
+            opened = _Stream(data_fd, index_fd, size, count, last_time)
+            self._streams[key] = opened
+        return opened
+
+    def size(self, task_id: str, stream: str) -> int:
+        return self._open(task_id, stream).size
+
+    def append(self, task_id: str, stream: str, offset: int, data: bytes, time_ns: int) -> int:
+        """Stores the part of data not stored yet; returns the stream's size (what to acknowledge).
+
+        A chunk that starts past the end leaves a gap and is refused: the returned size tells the agent where
+        to resend from.
+        """
+        state = self._open(task_id, stream)
+        if offset > state.size:
+            return state.size
+        fresh = data[state.size - offset :]
+        if fresh:
+            os.pwrite(state.data_fd, fresh, state.size)
+            os.pwrite(state.index_fd, _RECORD.pack(state.size, time_ns), state.index_count * _RECORD.size)
+            state.index_count += 1
+            state.size += len(fresh)
+            state.last_time_ns = time_ns
+            state.wake()
+        return state.size
+
+    def close_task(self, task_id: str) -> None:
+        """The task ended and its output is complete: wakes its followers so they can finish."""
+        for name in STREAM_NAMES:
+            state = self._streams.get((task_id, name))
+            if state is not None:
+                state.wake()
+
+    def _evict(self) -> None:
+        """Keeps the number of open files bounded: closes streams nobody waits on, oldest first."""
+        if len(self._streams) < MAX_OPEN_STREAMS:
+            return
+        for key in list(self._streams)[: MAX_OPEN_STREAMS // 4]:
+            state = self._streams[key]
+            if not state.waiters:
+                del self._streams[key]
+                os.close(state.data_fd)
+                os.close(state.index_fd)
+
+    def close(self) -> None:
+        for state in self._streams.values():
+            os.close(state.data_fd)
+            os.close(state.index_fd)
+        self._streams.clear()
+
+    def read(self, task_id: str, stream: str, offset: int, limit: int = MAX_FRAME) -> list[Piece]:
+        """Stored bytes from offset, up to about limit, split where the agent's chunks started."""
+        state = self._open(task_id, stream)
+        end = min(state.size, offset + limit)
+        if offset >= end:
+            return []
+        data = os.pread(state.data_fd, end - offset, offset)
+        marks = self._marks(state, offset, end)
+        pieces = []
+        for i, (start, time_ns) in enumerate(marks):
+            stop = marks[i + 1][0] if i + 1 < len(marks) else end
+            pieces.append(Piece(start, data[start - offset : stop - offset], time_ns))
+        return pieces
+
+    def _marks(self, state: _Stream, offset: int, end: int) -> list[tuple[int, int]]:
+        """Index entries covering [offset, end): the first one clipped to start at offset."""
+        low, high = 0, state.index_count - 1
+        first = 0
+        while low <= high:  # the last record with record.offset <= offset
+            middle = (low + high) // 2
+            if self._record(state, middle)[0] <= offset:
+                first = middle
+                low = middle + 1
+            else:
+                high = middle - 1
+        marks = [(offset, self._record(state, first)[1] if state.index_count else time.time_ns())]
+        position = first + 1
+        while position < state.index_count:
+            start, time_ns = self._record(state, position)
+            if start >= end:
+                break
+            marks.append((start, time_ns))
+            position += 1
+        return marks
+
+    @staticmethod
+    def _record(state: _Stream, position: int) -> tuple[int, int]:
+        return _RECORD.unpack(os.pread(state.index_fd, _RECORD.size, position * _RECORD.size))
+
+    def tail_offset(self, task_id: str, stream: str, lines: int) -> int:
+        """The offset where the last `lines` lines start, reading backwards from the end only as far as needed."""
+        state = self._open(task_id, stream)
+        position = state.size
+        if position == 0 or lines <= 0:
+            return position
+        # A final newline ends the last line rather than starting an empty one.
+        wanted = lines + 1 if os.pread(state.data_fd, 1, position - 1) == b"\n" else lines
+        while position > 0:
+            start = max(0, position - _TAIL_BLOCK)
+            block = os.pread(state.data_fd, position - start, start)
+            index = len(block)
+            while True:
+                index = block.rfind(b"\n", 0, index)
+                if index < 0:
+                    break
+                wanted -= 1
+                if wanted == 0:
+                    return start + index + 1
+            position = start
+        return 0
+
+    async def follow(
+        self, task_id: str, stream: str, offset: int, ended: Callable[[], bool], idle: float
+    ) -> AsyncIterator[list[Piece]]:
+        """Yields stored pieces from offset as they arrive, until `ended()` and everything was read.
+
+        Yields an empty list after `idle` seconds without data, so the caller can send a heartbeat.
+        """
+        while True:
+            was_ended = ended()
+            state = self._open(task_id, stream)
+            pieces = self.read(task_id, stream, offset)
+            if pieces:
+                offset = pieces[-1].offset + len(pieces[-1].data)
+                yield pieces
+                continue
+            if was_ended:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            state.waiters.add(waiter)
+            try:
+                await asyncio.wait_for(waiter, idle)
+            except TimeoutError:
+                yield []
+            finally:
+                state.waiters.discard(waiter)

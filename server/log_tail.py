@@ -1,0 +1,124 @@
+"""TailLogs: a task's stdout and stderr from the log store, or a file of its working directory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from google.protobuf import timestamp_pb2
+
+from simplane._api.v1 import task_pb2
+from simplane.server import errors
+from simplane.server.file_store import check_path
+from simplane.server.log_store import LogStore, Piece
+from simplane.server.task_files import TaskFiles
+from simplane.server.task_record import TaskRecord
+from simplane.server.tasks import TaskRegistry
+
+L = task_pb2.LogStream
+_STREAM_NAMES = {L.LOG_STREAM_STDOUT: "stdout", L.LOG_STREAM_STDERR: "stderr"}
+_DONE = object()
+
+
+class LogTail:
+    def __init__(self, tasks: TaskRegistry, logs: LogStore, files: TaskFiles, heartbeat: float) -> None:
+        self._tasks = tasks
+        self._logs = logs
+        self._files = files
+        self._heartbeat = heartbeat
+
+    async def stream(
+        self, task: TaskRecord, request: task_pb2.TailLogsRequest
+    ) -> AsyncIterator[task_pb2.TailLogsResponse]:
+        cursors = list(request.cursors) or [
+            task_pb2.LogCursor(stream=L.LOG_STREAM_STDOUT),
+            task_pb2.LogCursor(stream=L.LOG_STREAM_STDERR),
+        ]
+        if request.tail_lines < 0:
+            raise errors.InvalidArgument("tail_lines", "must not be negative")
+        for cursor in cursors:
+            if cursor.offset < 0:
+                raise errors.InvalidArgument("cursors.offset", "must not be negative")
+            if cursor.stream not in (*_STREAM_NAMES, L.LOG_STREAM_FILE):
+                raise errors.InvalidArgument("cursors.stream", "must be STDOUT, STDERR or FILE")
+        files = [c for c in cursors if c.stream == L.LOG_STREAM_FILE]
+        if files:
+            if len(cursors) > 1:
+                raise errors.InvalidArgument("cursors", "a FILE cursor cannot be combined with other streams")
+            check_path("file", request.file)
+            frames = self._files.tail(task, request.file, files[0].offset, request.tail_lines, request.follow)
+        else:
+            if request.file:
+                raise errors.InvalidArgument("file", "is only read with a FILE cursor")
+            frames = self._standard(task, cursors, request.tail_lines, request.follow)
+        async for frame in frames:
+            yield frame
+        if request.follow:
+            final = await self._tasks.ended(task.id)
+            end = task_pb2.TaskEnd(status=final.status, error=final.error)
+            if final.exit_code is not None:
+                end.exit_code = final.exit_code
+            yield task_pb2.TailLogsResponse(end=end)
+
+    async def _standard(
+        self, task: TaskRecord, cursors: list[task_pb2.LogCursor], tail_lines: int, follow: bool
+    ) -> AsyncIterator[task_pb2.TailLogsResponse]:
+        starts = []
+        for cursor in cursors:
+            name = _STREAM_NAMES[cursor.stream]
+            offset = self._logs.tail_offset(task.id, name, tail_lines) if tail_lines else cursor.offset
+            starts.append((cursor.stream, name, offset))
+        if not follow:
+            for stream, name, offset in starts:
+                while pieces := self._logs.read(task.id, name, offset):
+                    for piece in pieces:
+                        yield _frame(stream, piece)
+                    offset = pieces[-1].offset + len(pieces[-1].data)
+            return
+        # Each stream is read by its own producer into a small queue: a slow reader applies back-pressure
+        # to the producers, which read the store at the reader's pace, so memory stays bounded.
+        queue: asyncio.Queue = asyncio.Queue(maxsize=16)
+        ended = lambda: task.id not in self._tasks.active  # noqa: E731
+
+        async def produce(stream: int, name: str, offset: int) -> None:
+            try:
+                async for pieces in self._logs.follow(task.id, name, offset, ended, self._heartbeat):
+                    await queue.put([_frame(stream, piece) for piece in pieces])
+            except Exception as error:
+                await queue.put(error)
+                return
+            await queue.put(_DONE)
+
+        producers = [asyncio.create_task(produce(*start)) for start in starts]
+        try:
+            remaining = len(producers)
+            while remaining:
+                item = await queue.get()
+                if item is _DONE:
+                    remaining -= 1
+                elif isinstance(item, Exception):
+                    raise item
+                elif item:
+                    for frame in item:
+                        yield frame
+                else:
+                    yield task_pb2.TailLogsResponse(heartbeat=_now())
+        finally:
+            for producer in producers:
+                producer.cancel()
+            for producer in producers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+
+
+def _frame(stream: int, piece: Piece) -> task_pb2.TailLogsResponse:
+    chunk = task_pb2.LogChunk(stream=stream, offset=piece.offset, data=piece.data)
+    chunk.time.FromNanoseconds(piece.time_ns)
+    return task_pb2.TailLogsResponse(chunk=chunk)
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp

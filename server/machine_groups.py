@@ -1,0 +1,46 @@
+"""Machine groups: the built-in "local" group of agents, and (later) groups of cloud VMs."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from simplane._api.v1 import machine_group_pb2 as pb
+from simplane.server import errors
+from simplane.server.store.database import Database
+from simplane.server.store.models import MachineGroupRow
+
+LOCAL = "local"
+
+
+class MachineGroups:
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._groups: dict[str, MachineGroupRow] = {}
+
+    def load(self) -> None:
+        rows = self._database.call(lambda s: list(s.execute(select(MachineGroupRow)).scalars()))
+        self._groups = {row.name: row for row in rows}
+
+    def ensure_local(self, owner: str) -> None:
+        if LOCAL in self._groups:
+            return
+        row = MachineGroupRow(
+            name=LOCAL,
+            owner=owner,
+            provider=pb.MACHINE_PROVIDER_LOCAL,
+            state=pb.MACHINE_GROUP_STATE_ACTIVE,
+            created_at=time.time(),
+        )
+        self._database.call(lambda s: s.add(row))
+        self._groups[LOCAL] = row
+
+    def require(self, name: str) -> MachineGroupRow:
+        group = self._groups.get(name)
+        if group is None or group.state == pb.MACHINE_GROUP_STATE_TERMINATED:
+            raise errors.NotFound(f"machine group {name!r} not found")
+        return group
+
+    def all(self) -> list[MachineGroupRow]:
+        return list(self._groups.values())

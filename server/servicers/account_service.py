@@ -1,0 +1,48 @@
+"""AccountService: decode, call the accounts core, encode."""
+
+from __future__ import annotations
+
+from simplane._api.v1 import account_pb2, account_pb2_grpc
+from simplane.server.accounts import Accounts
+from simplane.server.auth import Authenticator, Caller
+from simplane.server.servicers.base import UserServicer
+from simplane.server.status import unary
+from simplane.server.tasks import TaskRegistry
+
+
+class AccountService(UserServicer, account_pb2_grpc.AccountServiceServicer):
+    def __init__(self, authenticator: Authenticator, accounts: Accounts, tasks: TaskRegistry) -> None:
+        super().__init__(authenticator)
+        self._accounts = accounts
+        self._tasks = tasks
+
+    @unary
+    async def WhoAmI(self, request, context, caller: Caller):
+        return await self._accounts.whoami(caller)
+
+    @unary
+    async def CreateApiKey(self, request, context, caller: Caller):
+        return await self._accounts.create_key(caller, request.description)
+
+    @unary
+    async def ListApiKeys(self, request, context, caller: Caller):
+        return account_pb2.ListApiKeysResponse(api_keys=await self._accounts.list_keys(caller))
+
+    @unary
+    async def RevokeApiKey(self, request, context, caller: Caller):
+        return account_pb2.RevokeApiKeyResponse(api_key=await self._accounts.revoke_key(caller, request.id))
+
+    @unary
+    async def GetQuotas(self, request, context, caller: Caller):
+        active = self._tasks.active_count(caller.user)
+        return account_pb2.GetQuotasResponse(quotas=await self._accounts.quotas(caller, active))
+
+    @unary
+    async def GetUsage(self, request, context, caller: Caller):
+        start = request.start_time.ToNanoseconds() / 1e9 if request.HasField("start_time") else None
+        end = request.end_time.ToNanoseconds() / 1e9 if request.HasField("end_time") else None
+        return await self._accounts.usage(caller, start, end)
+
+    @unary
+    async def CreateUser(self, request, context, caller: Caller):
+        return await self._accounts.create_user(caller, request.name, request.admin)

@@ -1,0 +1,149 @@
+"""AgentService: the agents' stream (assignments down; updates and output up), inputs and outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
+from simplane.server import errors
+from simplane.server.agents import AgentHub, AgentSession
+from simplane.server.auth import Authenticator, Caller
+from simplane.server.file_store import FileStore
+from simplane.server.log_store import LogStore
+from simplane.server.servicers.base import AgentServicerBase
+from simplane.server.status import streaming, unary
+from simplane.server.task_files import outputs_prefix
+from simplane.server.task_record import TaskRecord
+from simplane.server.tasks import TaskRegistry
+
+_STREAMS = {1: "stdout", 2: "stderr"}
+
+
+class AgentService(AgentServicerBase, agent_pb2_grpc.AgentServiceServicer):
+    def __init__(
+        self, authenticator: Authenticator, tasks: TaskRegistry, hub: AgentHub, logs: LogStore, files: FileStore
+    ) -> None:
+        super().__init__(authenticator)
+        self._tasks = tasks
+        self._hub = hub
+        self._logs = logs
+        self._files = files
+
+    @streaming
+    async def Connect(self, request_iterator, context, caller: Caller) -> AsyncIterator[agent_pb2.ConnectResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("message") != "hello":
+            raise errors.InvalidArgument("hello", "the first message on the stream must be an AgentHello")
+        hello = first.hello
+        if not hello.agent_id:
+            raise errors.InvalidArgument("hello.agent_id", "must not be empty")
+        if hello.machine_group != caller.machine_group:
+            raise errors.PermissionDenied(
+                f"this agent token joins machine group {caller.machine_group!r}, not {hello.machine_group!r}"
+            )
+        session = AgentSession(
+            agent_id=hello.agent_id,
+            machine_group=hello.machine_group,
+            hostname=hello.hostname,
+            slots=hello.slots or 1,
+        )
+        self._hub.attach(session)
+        reader = None
+        try:
+            yield agent_pb2.ConnectResponse(welcome=await self._tasks.welcome(session, list(hello.held_tasks)))
+            self._tasks.agent_ready(session)
+            reader = asyncio.create_task(self._read(session, request_iterator))
+            while (message := await session.outbox.get()) is not None:
+                yield message
+        finally:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+            if self._hub.detach(session):
+                self._tasks.machine_disconnected(session.agent_id)
+
+    async def _read(self, session: AgentSession, messages: AsyncIterator[agent_pb2.ConnectRequest]) -> None:
+        try:
+            async for message in messages:
+                session.last_seen = time.monotonic()
+                kind = message.WhichOneof("message")
+                if kind == "task_output":
+                    self._store_output(session, message.task_output)
+                elif kind == "task_update":
+                    self._apply_update(session, message.task_update)
+                elif kind == "heartbeat":
+                    beat = message.heartbeat
+                    session.load = beat.load
+                    session.memory_total_bytes = beat.memory_total_bytes
+                    session.memory_used_bytes = beat.memory_used_bytes
+                elif kind == "file_listing":
+                    session.deliver(message.file_listing.request_id, message.file_listing)
+                elif kind == "file_data":
+                    session.deliver(message.file_data.request_id, message.file_data)
+        finally:
+            session.close()
+
+    def _store_output(self, session: AgentSession, output: agent_pb2.TaskOutput) -> None:
+        chunk = output.chunk
+        name = _STREAMS.get(chunk.stream)
+        if name is None:
+            return
+        task = self._tasks.active.get(output.task_id)
+        if task is not None and task.machine_id == session.agent_id and task.attempt == output.attempt:
+            size = self._logs.append(output.task_id, name, chunk.offset, chunk.data, chunk.time.ToNanoseconds())
+        else:  # a resend for a task that already ended here: acknowledge what is stored
+            size = self._logs.size(output.task_id, name)
+        session.send(
+            agent_pb2.ConnectResponse(
+                output_ack=agent_pb2.OutputAck(task_id=output.task_id, stream=chunk.stream, offset=size)
+            )
+        )
+
+    def _apply_update(self, session: AgentSession, update: agent_pb2.TaskUpdate) -> None:
+        ack = agent_pb2.ConnectResponse(update_ack=agent_pb2.TaskUpdateAck(task_id=update.task_id, seq=update.seq))
+        stored = self._tasks.apply_update(session.agent_id, update)
+        if stored is None:
+            session.send(ack)
+            return
+
+        def acknowledge(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                session.send(ack)
+
+        stored.add_done_callback(acknowledge)
+
+    def _assigned_task(self, caller: Caller, task_id: str) -> TaskRecord:
+        task = self._tasks.active.get(task_id)
+        if task is None or task.machine_group != caller.machine_group:
+            raise errors.NotFound(f"task {task_id!r} is not assigned to machine group {caller.machine_group!r}")
+        return task
+
+    @streaming
+    async def DownloadInputs(self, request, context, caller: Caller) -> AsyncIterator[agent_pb2.DownloadInputsResponse]:
+        task = self._assigned_task(caller, request.task_id)
+        if not task.inputs:
+            return
+        files = await self._files.list(task.owner, task.inputs)
+        for chunk in self._files.chunks(task.owner, files, task.inputs):
+            yield agent_pb2.DownloadInputsResponse(chunk=chunk)
+
+    @unary
+    async def UploadOutputs(self, request_iterator, context, caller: Caller) -> agent_pb2.UploadOutputsResponse:
+        messages = aiter(request_iterator)
+        first = await anext(messages, None)
+        if first is None:
+            return agent_pb2.UploadOutputsResponse()
+        task = self._assigned_task(caller, first.task_id)
+
+        async def chunks() -> AsyncIterator[storage_pb2.FileChunk]:
+            if first.HasField("chunk"):
+                yield first.chunk
+            async for message in messages:
+                yield message.chunk
+
+        files, size = await self._files.receive(task.owner, outputs_prefix(task.id), chunks())
+        return agent_pb2.UploadOutputsResponse(files=files, bytes=size)

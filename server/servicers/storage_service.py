@@ -1,0 +1,53 @@
+"""StorageService: the caller's files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from simplane._api.v1 import storage_pb2, storage_pb2_grpc
+from simplane.server.auth import Authenticator, Caller
+from simplane.server.file_store import FileStore, check_path
+from simplane.server.servicers.base import UserServicer
+from simplane.server.status import streaming, unary
+
+
+class StorageService(UserServicer, storage_pb2_grpc.StorageServiceServicer):
+    def __init__(self, authenticator: Authenticator, files: FileStore) -> None:
+        super().__init__(authenticator)
+        self._files = files
+
+    @unary
+    async def UploadFiles(self, request_iterator, context, caller: Caller):
+        messages = aiter(request_iterator)
+        first = await anext(messages, None)
+        if first is None:
+            return storage_pb2.UploadFilesResponse()
+
+        async def chunks() -> AsyncIterator[storage_pb2.FileChunk]:
+            if first.HasField("chunk"):
+                yield first.chunk
+            async for message in messages:
+                yield message.chunk
+
+        files, size = await self._files.receive(caller.user, first.prefix, chunks())
+        return storage_pb2.UploadFilesResponse(prefix=first.prefix, files=files, bytes=size)
+
+    @streaming
+    async def DownloadFiles(self, request, context, caller: Caller) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:
+        prefix = check_path("prefix", request.prefix, prefix=True)
+        files = await self._files.list(caller.user, prefix)
+        for chunk in self._files.chunks(caller.user, files, prefix):
+            yield storage_pb2.DownloadFilesResponse(chunk=chunk)
+
+    @unary
+    async def ListFiles(self, request, context, caller: Caller):
+        response = storage_pb2.ListFilesResponse()
+        for stored in await self._files.list(caller.user, request.prefix):
+            entry = response.files.add(path=stored.path, size=stored.size, sha256=stored.sha256)
+            entry.create_time.FromNanoseconds(int(stored.created_at * 1e9))
+        return response
+
+    @unary
+    async def DeleteFiles(self, request, context, caller: Caller):
+        prefix = check_path("prefix", request.prefix, prefix=True)
+        return storage_pb2.DeleteFilesResponse(files=await self._files.delete(caller.user, prefix))

@@ -1,0 +1,95 @@
+"""Tables. Times are Unix seconds (float) so SQLite and PostgreSQL store them alike."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Index, LargeBinary
+from sqlmodel import Field, SQLModel
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    admin: bool = False
+    created_at: float
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """A user's API key or a machine group's agent token (kind "agent")."""
+
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True)
+    user_id: int = Field(index=True)
+    secret_hash: str
+    kind: str = "user"
+    machine_group: str = ""
+    description: str = ""
+    created_at: float
+    last_used_at: float | None = None
+    revoked: bool = False
+
+
+class MachineGroupRow(SQLModel, table=True):
+    __tablename__ = "machine_groups"
+    name: str = Field(primary_key=True)
+    owner: str
+    provider: int
+    state: int
+    machine_type: str = ""
+    zone: str = ""
+    machines: int = 0
+    spot: bool = False
+    disk_size_gb: int = 0
+    created_at: float
+
+
+class TaskRow(SQLModel, table=True):
+    """The current state of a task; its past is in task_events."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_owner_id", "owner", "id"),)
+    id: str = Field(primary_key=True)
+    owner: str
+    name: str = ""
+    project: str = Field(default="", index=True)
+    machine_group: str = Field(index=True)
+    command: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    env: dict[str, str] = Field(sa_column=Column(JSON, nullable=False))
+    status: int = Field(index=True)
+    attempt: int = 1
+    exit_code: int | None = None
+    error: str = ""
+    machine_id: str = ""
+    created_at: float
+    updated_at: float
+    time_to_live: float = 0.0
+    cpus: int = 1
+    inputs: str = ""
+    history: list[list] = Field(sa_column=Column(JSON, nullable=False))
+    input_bytes: int = 0
+    input_files: int = 0
+    output_bytes: int = 0
+    output_files: int = 0
+    revision: int = 0
+    update_seq: int = 0
+    stdout_size: int = -1
+    stderr_size: int = -1
+
+
+class TaskEventRow(SQLModel, table=True):
+    """One change of one task, with the task's state after it: WatchTasks replays these by revision."""
+
+    __tablename__ = "task_events"
+    revision: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    task_id: str
+    owner: str = Field(index=True)
+    task: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class StoredFileRow(SQLModel, table=True):
+    __tablename__ = "stored_files"
+    owner: str = Field(primary_key=True)
+    path: str = Field(primary_key=True)
+    size: int
+    sha256: str
+    created_at: float

@@ -1,0 +1,109 @@
+"""A task's state as the server holds it, and its conversions to the API message and the table row."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from simplane._api.v1 import task_pb2
+from simplane.server import task_states
+
+
+@dataclass
+class TaskRecord:
+    id: str
+    owner: str
+    machine_group: str
+    command: list[str]
+    created_at: float
+    updated_at: float
+    status: int = task_states.SUBMITTED
+    name: str = ""
+    project: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    attempt: int = 1
+    exit_code: int | None = None
+    error: str = ""
+    machine_id: str = ""
+    time_to_live: float = 0.0
+    cpus: int = 1
+    inputs: str = ""
+    history: list[list] = field(default_factory=list)  # [status, unix time, detail]
+    input_bytes: int = 0
+    input_files: int = 0
+    output_bytes: int = 0
+    output_files: int = 0
+    revision: int = 0
+    update_seq: int = 0  # last TaskUpdate seq stored from the agent
+    stdout_size: int = -1  # final sizes the agent reported; -1 until it ended
+    stderr_size: int = -1
+
+    @classmethod
+    def from_row(cls, row: Any) -> TaskRecord:
+        return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
+
+    def to_row(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row["command"] = list(self.command)
+        row["history"] = [list(entry) for entry in self.history]
+        return row
+
+    def move(self, status: int, at: float, detail: str = "") -> None:
+        self.status = status
+        self.updated_at = at
+        self.history.append([status, at, detail])
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in task_states.TERMINAL
+
+    def to_proto(self) -> task_pb2.Task:
+        task = task_pb2.Task(
+            id=self.id,
+            name=self.name,
+            project=self.project,
+            owner=self.owner,
+            command=self.command,
+            machine_group=self.machine_group,
+            status=self.status,
+            attempt=self.attempt,
+            error=self.error,
+            machine_id=self.machine_id,
+            create_time=_timestamp(self.created_at),
+            update_time=_timestamp(self.updated_at),
+            cpus=self.cpus,
+            env=self.env,
+            inputs=self.inputs,
+            revision=self.revision,
+            history=[
+                task_pb2.StatusTransition(status=status, time=_timestamp(at), detail=detail)
+                for status, at, detail in self.history
+            ],
+        )
+        if self.exit_code is not None:
+            task.exit_code = self.exit_code
+        if self.time_to_live:
+            task.time_to_live.CopyFrom(_duration(self.time_to_live))
+        metrics = task.metrics
+        for phase, seconds in task_states.phase_durations(self.history, time.time()).items():
+            if seconds is not None:
+                getattr(metrics, phase).CopyFrom(_duration(seconds))
+        metrics.input_bytes = self.input_bytes
+        metrics.input_files = self.input_files
+        metrics.output_bytes = self.output_bytes
+        metrics.output_files = self.output_files
+        return task
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    whole = int(seconds)
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))

@@ -1,0 +1,112 @@
+"""WatchTasks: a snapshot then every change, or a replay of the changes after a revision, then live."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from sqlalchemy import func, select
+
+from simplane._api.v1 import task_pb2
+from simplane.server import errors, task_states
+from simplane.server.auth import Caller
+from simplane.server.event_stream import EventStream, Subscription
+from simplane.server.store.database import Database
+from simplane.server.store.models import TaskEventRow, TaskRow
+from simplane.server.task_record import TaskRecord
+
+W = task_pb2.WatchEventType
+DEFAULT_ENDED_LIMIT = 100
+
+
+class TaskWatch:
+    def __init__(self, database: Database, events: EventStream, heartbeat: float) -> None:
+        self._database = database
+        self._events = events
+        self._heartbeat = heartbeat
+
+    async def stream(
+        self, caller: Caller, request: task_pb2.WatchTasksRequest
+    ) -> AsyncIterator[task_pb2.WatchTasksResponse]:
+        if request.since_revision < 0:
+            raise errors.InvalidArgument("since_revision", "must not be negative")
+        if request.snapshot_ended_limit < 0:
+            raise errors.InvalidArgument("snapshot_ended_limit", "must not be negative")
+        if request.since_revision > self._events.head:
+            raise errors.OutOfRange(
+                f"since_revision {request.since_revision} is ahead of the server's revision {self._events.head}"
+            )
+        task_ids = set(request.task_ids)
+
+        def accepts(task: task_pb2.Task) -> bool:
+            return (
+                (not task_ids or task.id in task_ids)
+                and (not request.project or task.project == request.project)
+                and (not request.machine_group or task.machine_group == request.machine_group)
+            )
+
+        subscription = Subscription(caller.user, accepts)
+        self._events.subscribe(subscription)
+        try:
+            if request.since_revision == 0:
+                tasks, last = await self._database.run(_snapshot, caller.user, request, task_ids)
+                for task in tasks:
+                    yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT, revision=last, task=task)
+                yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT_END, revision=last)
+            else:
+                last = request.since_revision
+            while True:
+                if subscription.overflowed or (last < self._events.head and subscription.queue.empty()):
+                    # Catch up from the database: the watcher fell behind, or is resuming.
+                    self._events.unsubscribe(subscription)
+                    subscription = Subscription(caller.user, accepts)
+                    self._events.subscribe(subscription)
+                    upto = self._events.head
+                    while last < upto:
+                        changes = await self._events.replay(caller.user, last, upto)
+                        if not changes:
+                            break
+                        for change in changes:
+                            if accepts(change.task):
+                                yield _change(change.revision, change.task)
+                        last = changes[-1].revision
+                    last = max(last, upto)
+                try:
+                    change = await asyncio.wait_for(subscription.queue.get(), self._heartbeat)
+                except TimeoutError:
+                    yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_HEARTBEAT, revision=last)
+                    continue
+                if change.revision <= last:
+                    continue
+                yield _change(change.revision, change.task)
+                last = change.revision
+        finally:
+            self._events.unsubscribe(subscription)
+
+
+def _change(revision: int, task: task_pb2.Task) -> task_pb2.WatchTasksResponse:
+    return task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_CHANGE, revision=revision, task=task)
+
+
+def _snapshot(session, owner: str, request: task_pb2.WatchTasksRequest, task_ids: set[str]):  # type: ignore[no-untyped-def]
+    """The matching tasks and the revision they are as of, read in one transaction."""
+    last = session.execute(select(func.max(TaskEventRow.revision))).scalar() or 0
+    query = select(TaskRow).where(TaskRow.owner == owner)
+    if task_ids:
+        query = query.where(TaskRow.id.in_(task_ids))
+    if request.project:
+        query = query.where(TaskRow.project == request.project)
+    if request.machine_group:
+        query = query.where(TaskRow.machine_group == request.machine_group)
+    if task_ids:
+        rows = list(session.execute(query.order_by(TaskRow.id.desc())).scalars())
+    else:
+        active = session.execute(
+            query.where(TaskRow.status.not_in(task_states.TERMINAL)).order_by(TaskRow.id.desc())
+        ).scalars()
+        limit = request.snapshot_ended_limit or DEFAULT_ENDED_LIMIT
+        ended = session.execute(
+            query.where(TaskRow.status.in_(task_states.TERMINAL)).order_by(TaskRow.id.desc()).limit(limit)
+        ).scalars()
+        rows = sorted([*active, *ended], key=lambda row: row.id, reverse=True)
+    return [TaskRecord.from_row(row).to_proto() for row in rows], last

@@ -1,0 +1,395 @@
+"""The task core: submitting, reading, killing, and every status change a task goes through.
+
+The active (not yet ended) tasks live in memory, where the scheduler and the agents' streams work on them; every
+change is recorded through the event stream, which commits it before anyone is told. Ended tasks are read from
+the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+
+from google.protobuf import duration_pb2
+from sqlalchemy import select
+
+from simplane._api.v1 import agent_pb2, task_pb2
+from simplane.server import errors, task_states
+from simplane.server.agents import AgentHub, AgentSession
+from simplane.server.auth import Caller
+from simplane.server.event_stream import EventStream
+from simplane.server.ids import new_task_id
+from simplane.server.log_store import LogStore
+from simplane.server.machine_groups import MachineGroups
+from simplane.server.scheduler import Scheduler
+from simplane.server.store.database import Database
+from simplane.server.store.models import TaskRow
+from simplane.server.task_record import TaskRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 10.0
+TTL_GRACE = 5.0
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+
+
+class TaskRegistry:
+    def __init__(
+        self,
+        database: Database,
+        events: EventStream,
+        scheduler: Scheduler,
+        hub: AgentHub,
+        logs: LogStore,
+        groups: MachineGroups,
+        *,
+        max_active_tasks: int,
+    ) -> None:
+        self._database = database
+        self.events = events
+        self._scheduler = scheduler
+        self._hub = hub
+        self._logs = logs
+        self._groups = groups
+        self._max_active_tasks = max_active_tasks
+        self.active: dict[str, TaskRecord] = {}
+        self._kills: dict[str, agent_pb2.TaskKill] = {}  # sent to (or owed to) the task's agent
+        self._expiries: dict[str, asyncio.TimerHandle] = {}
+        self._active_per_owner: dict[str, int] = {}
+        self._end_waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self._background: set[asyncio.Future[None]] = set()
+
+    # -- startup -------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Takes the active tasks back from the database (before serving)."""
+        rows = self._database.call(
+            lambda s: s.execute(select(TaskRow).where(TaskRow.status.not_in(task_states.TERMINAL))).scalars().all()
+        )
+        for row in rows:
+            task = TaskRecord.from_row(row)
+            self._track(task)
+            if task.status in task_states.ON_MACHINE:
+                self._hub.expect(task.machine_id)
+            else:
+                self._scheduler.enqueue(task)
+
+    def start_timers(self) -> None:
+        for task in self.active.values():
+            self._arm_expiry(task)
+
+    # -- user calls ----------------------------------------------------------------------------------------
+
+    async def submit(self, caller: Caller, request: task_pb2.SubmitTaskRequest) -> task_pb2.Task:
+        command = list(request.command)
+        if not command or not command[0]:
+            raise errors.InvalidArgument("command", "must name a program to run")
+        if len(request.name) > 256:
+            raise errors.InvalidArgument("name", "must be at most 256 characters")
+        if len(request.project) > 128:
+            raise errors.InvalidArgument("project", "must be at most 128 characters")
+        if request.cpus < 0:
+            raise errors.InvalidArgument("cpus", f"must not be negative, got {request.cpus}")
+        ttl = request.time_to_live.seconds + request.time_to_live.nanos / 1e9
+        if ttl < 0:
+            raise errors.InvalidArgument("time_to_live", "must not be negative")
+        for key in request.env:
+            if not key or "=" in key or "\0" in key:
+                raise errors.InvalidArgument("env", f"invalid variable name {key!r}")
+        group = request.machine_group or "local"
+        self._groups.require(group)
+        if self._active_per_owner.get(caller.user, 0) >= self._max_active_tasks:
+            raise errors.ResourceExhausted(
+                f"user {caller.user} already has {self._max_active_tasks} active tasks, the most allowed"
+            )
+        input_bytes = input_files = 0
+        if request.inputs:
+            input_files, input_bytes = await self._inputs_size(caller.user, request.inputs)
+        now = time.time()
+        task = TaskRecord(
+            id=new_task_id(),
+            owner=caller.user,
+            machine_group=group,
+            command=command,
+            created_at=now,
+            updated_at=now,
+            name=request.name,
+            project=request.project,
+            env=dict(request.env),
+            time_to_live=ttl,
+            cpus=request.cpus or 1,
+            inputs=request.inputs,
+            input_bytes=input_bytes,
+            input_files=input_files,
+        )
+        task.history.append([task_states.SUBMITTED, now, ""])
+        task.move(task_states.QUEUED, now)
+        self._track(task)
+        self._scheduler.enqueue(task)
+        self._arm_expiry(task)
+        committed = self.events.record(task, new=True)
+        self._dispatch(group)
+        await committed
+        return task.to_proto()
+
+    async def _inputs_size(self, owner: str, prefix: str) -> tuple[int, int]:
+        from simplane.server.store.models import StoredFileRow
+
+        def count(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+            sizes = (
+                session.execute(
+                    select(StoredFileRow.size).where(
+                        StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            return len(sizes), sum(sizes)
+
+        files, size = await self._database.run(count)
+        if files == 0:
+            raise errors.NotFound(f"inputs: no files under {prefix!r}")
+        return files, size
+
+    async def get(self, caller: Caller, task_id: str) -> TaskRecord:
+        task = self.active.get(task_id)
+        if task is None:
+            row = await self._database.run(lambda s: s.get(TaskRow, task_id)) if task_id else None
+            task = TaskRecord.from_row(row) if row is not None else None
+        if task is None or task.owner != caller.user:
+            raise errors.NotFound(f"task {task_id!r} not found")
+        return task
+
+    async def list(self, caller: Caller, request: task_pb2.ListTasksRequest) -> task_pb2.ListTasksResponse:
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        if size < 0 or size > MAX_PAGE_SIZE:
+            raise errors.InvalidArgument("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+        query = select(TaskRow).where(TaskRow.owner == caller.user)
+        if request.statuses:
+            for status in request.statuses:
+                if status not in task_pb2.TaskStatus.values() or status == task_states.S.TASK_STATUS_UNSPECIFIED:
+                    raise errors.InvalidArgument("statuses", f"unknown status {status}")
+            query = query.where(TaskRow.status.in_(list(request.statuses)))
+        if request.project:
+            query = query.where(TaskRow.project == request.project)
+        if request.machine_group:
+            query = query.where(TaskRow.machine_group == request.machine_group)
+        if request.HasField("created_after"):
+            query = query.where(TaskRow.created_at >= request.created_after.ToNanoseconds() / 1e9)
+        if request.HasField("created_before"):
+            query = query.where(TaskRow.created_at < request.created_before.ToNanoseconds() / 1e9)
+        if request.page_token:
+            query = query.where(TaskRow.id < _decode_page_token(request.page_token))
+        query = query.order_by(TaskRow.id.desc()).limit(size + 1)
+        rows = await self._database.run(lambda s: list(s.execute(query).scalars()))
+        tasks = [self.active.get(row.id) or TaskRecord.from_row(row) for row in rows[:size]]
+        response = task_pb2.ListTasksResponse(tasks=[t.to_proto() for t in tasks])
+        if len(rows) > size:
+            response.next_page_token = base64.urlsafe_b64encode(tasks[-1].id.encode()).decode()
+        return response
+
+    async def kill(self, caller: Caller, task_id: str, grace: float | None) -> task_pb2.Task:
+        task = await self.get(caller, task_id)
+        if task.terminal:
+            raise errors.FailedPrecondition(f"task {task_id} already ended ({task_states.name(task.status)})")
+        if grace is not None and grace < 0:
+            raise errors.InvalidArgument("grace_period", "must not be negative")
+        await self._stop(task, task_states.KILLED, "killed by user", DEFAULT_GRACE if grace is None else grace)
+        return task.to_proto()
+
+    async def _stop(self, task: TaskRecord, status: int, reason: str, grace: float) -> None:
+        if task.status in task_states.ON_MACHINE:
+            kill = agent_pb2.TaskKill(
+                task_id=task.id,
+                status=status,
+                reason=reason,
+                grace_period=duration_pb2.Duration(seconds=int(grace), nanos=int(grace % 1 * 1e9)),
+            )
+            self._kills[task.id] = kill
+            session = self._hub.session(task.machine_id)
+            if session is not None:
+                session.send(agent_pb2.ConnectResponse(kill=kill))
+            return
+        self._scheduler.dequeue(task)
+        task.error = reason
+        task.move(status, time.time(), reason)
+        await self._finish(task)
+
+    # -- agents --------------------------------------------------------------------------------------------
+
+    async def welcome(self, session: AgentSession, held: list[agent_pb2.HeldTask]) -> agent_pb2.AgentWelcome:
+        """Settles what a (re)connecting agent holds against what the server expects of it."""
+        welcome = agent_pb2.AgentWelcome(machine_id=session.agent_id)
+        welcome.heartbeat_interval.FromNanoseconds(int(self._hub.heartbeat_interval * 1e9))
+        held_ids = {h.task_id for h in held}
+        for task_id in held_ids:
+            task = self.active.get(task_id)
+            if task is None:
+                row = await self._database.run(lambda s, i=task_id: s.get(TaskRow, i))
+                if row is None or row.machine_id != session.agent_id:
+                    continue
+                task = TaskRecord.from_row(row)
+            elif task.machine_id != session.agent_id:
+                continue
+            welcome.resumes.append(
+                agent_pb2.TaskResume(
+                    task_id=task.id,
+                    update_seq=task.update_seq,
+                    stdout_offset=self._logs.size(task.id, "stdout"),
+                    stderr_offset=self._logs.size(task.id, "stderr"),
+                )
+            )
+        mine = [t for t in self.active.values() if t.machine_id == session.agent_id]
+        running = []
+        for task in mine:
+            if task.id in held_ids:
+                running.append(task)
+            elif task.status == task_states.PREPARING:
+                running.append(task)
+                session.send(agent_pb2.ConnectResponse(assignment=_assignment(task)))
+            else:
+                await self._lose(task, f"machine {session.agent_id} restarted and no longer runs the task")
+        self._scheduler.add_machine(session.agent_id, session.machine_group, session.slots, running)
+        for task in running:
+            kill = self._kills.get(task.id)
+            if kill is not None:
+                session.send(agent_pb2.ConnectResponse(kill=kill))
+        return welcome
+
+    def agent_ready(self, session: AgentSession) -> None:
+        self._dispatch(session.machine_group)
+
+    def apply_update(self, machine_id: str, update: agent_pb2.TaskUpdate) -> asyncio.Future[None] | None:
+        """Records an agent's report; returns what to await before acknowledging it (None: ack at once)."""
+        task = self.active.get(update.task_id)
+        if task is None or task.machine_id != machine_id or task.attempt != update.attempt:
+            return None
+        if update.seq <= task.update_seq:
+            return None
+        task.update_seq = update.seq
+        if not task_states.advances(task.status, update.status):
+            return None
+        at = update.time.ToNanoseconds() / 1e9 if update.HasField("time") else time.time()
+        task.move(update.status, max(at, task.updated_at), update.error)
+        if update.HasField("exit_code"):
+            task.exit_code = update.exit_code
+        if update.error:
+            task.error = update.error
+        if update.status in (task_states.FINALIZING, *task_states.TERMINAL):
+            task.stdout_size, task.stderr_size = update.stdout_size, update.stderr_size
+            task.output_bytes, task.output_files = update.output_bytes, update.output_files
+        if update.input_files:
+            task.input_bytes, task.input_files = update.input_bytes, update.input_files
+        if task.terminal:
+            return asyncio.ensure_future(self._finish(task))
+        return self.events.record(task)
+
+    def _release(self, task: TaskRecord) -> None:
+        self._scheduler.release(task)
+        self.active.pop(task.id, None)
+        self._kills.pop(task.id, None)
+        self._active_per_owner[task.owner] -= 1
+        expiry = self._expiries.pop(task.id, None)
+        if expiry is not None:
+            expiry.cancel()
+        self._logs.close_task(task.id)
+
+    async def _finish(self, task: TaskRecord) -> None:
+        self._release(task)
+        committed = self.events.record(task)
+        self._dispatch(task.machine_group)
+        await committed
+        for waiter in self._end_waiters.pop(task.id, ()):
+            if not waiter.done():
+                waiter.set_result(task)
+
+    async def ended(self, task_id: str) -> TaskRecord:
+        """The task once it has ended (and that is stored)."""
+        if task_id in self.active:
+            waiter = asyncio.get_running_loop().create_future()
+            self._end_waiters.setdefault(task_id, []).append(waiter)
+            try:
+                return await waiter
+            finally:
+                waiters = self._end_waiters.get(task_id)
+                if waiters and waiter in waiters:
+                    waiters.remove(waiter)
+        row = await self._database.run(lambda s: s.get(TaskRow, task_id))
+        return TaskRecord.from_row(row)
+
+    async def _lose(self, task: TaskRecord, reason: str) -> None:
+        task.error = reason
+        task.move(task_states.LOST, time.time(), reason)
+        await self._finish(task)
+
+    async def machine_lost(self, machine_id: str) -> None:
+        self._scheduler.remove_machine(machine_id)
+        lost = [t for t in self.active.values() if t.machine_id == machine_id and t.status in task_states.ON_MACHINE]
+        await asyncio.gather(*(self._lose(t, f"machine {machine_id} stopped answering") for t in lost))
+
+    def machine_disconnected(self, machine_id: str) -> None:
+        """The machine's capacity is gone until it reconnects; its tasks wait for it (or for the timeout)."""
+        self._scheduler.remove_machine(machine_id)
+
+    def active_count(self, owner: str) -> int:
+        return self._active_per_owner.get(owner, 0)
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _track(self, task: TaskRecord) -> None:
+        self.active[task.id] = task
+        self._active_per_owner[task.owner] = self._active_per_owner.get(task.owner, 0) + 1
+
+    def _dispatch(self, machine_group: str) -> None:
+        """Sends every queued task that fits to its machine, marking it PREPARING."""
+        now = time.time()
+        for task, machine in self._scheduler.place(machine_group):
+            task.machine_id = machine.machine_id
+            task.move(task_states.PREPARING, now, f"assigned to {machine.machine_id}")
+            self.events.record(task)
+            session = self._hub.session(machine.machine_id)
+            if session is not None:
+                session.send(agent_pb2.ConnectResponse(assignment=_assignment(task)))
+
+    def _arm_expiry(self, task: TaskRecord) -> None:
+        if task.time_to_live <= 0:
+            return
+        remaining = task.created_at + task.time_to_live - time.time()
+        loop = asyncio.get_running_loop()
+        self._expiries[task.id] = loop.call_later(max(0.0, remaining), self._expire, task.id)
+
+    def _expire(self, task_id: str) -> None:
+        self._expiries.pop(task_id, None)
+        task = self.active.get(task_id)
+        if task is None:
+            return
+        reason = f"time to live of {_seconds(task.time_to_live)} ran out"
+        stopping = asyncio.ensure_future(self._stop(task, task_states.TIMED_OUT, reason, TTL_GRACE))
+        self._background.add(stopping)
+        stopping.add_done_callback(self._background.discard)
+
+
+def _assignment(task: TaskRecord) -> agent_pb2.TaskAssignment:
+    return agent_pb2.TaskAssignment(
+        task_id=task.id,
+        attempt=task.attempt,
+        command=task.command,
+        env=task.env,
+        cpus=task.cpus,
+        has_inputs=bool(task.inputs),
+    )
+
+
+def _decode_page_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidArgument("page_token", "is not a token from a previous ListTasks response") from None
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"

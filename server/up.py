@@ -1,0 +1,199 @@
+"""`simplane up`: the server, the local machine group and its agents, on one machine with no setup."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from simplane.server.auth import AGENT_KEY, USER_KEY
+
+ADMIN = "admin"
+AGENT_START_TIMEOUT = 15.0
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path
+    address: str = "127.0.0.1:50051"
+    http_address: str = "127.0.0.1:8080"
+    agents: int = 1
+    database_url: str | None = None
+    disable_auth: bool = False
+
+
+class UpError(Exception):
+    """A reason `simplane up` cannot start, for one line on stderr."""
+
+
+def run_up(options: UpOptions) -> int:
+    try:
+        return asyncio.run(_up(options))
+    except UpError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "simplane" / "config.toml"
+
+
+def _split_address(flag: str, address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UpError(f"{flag} must be HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _up(options: UpOptions) -> int:
+    from simplane.server.app import ServerApp, ServerSettings
+    from simplane.server.http_site import HttpSite
+    from simplane.server.store.database import sqlite_url
+
+    host, _port = _split_address("--address", options.address)
+    http_host, http_port = _split_address("--http-address", options.http_address)
+    if options.agents < 0:
+        raise UpError("--agents must be 0 or more")
+    loopback = _is_loopback(host)
+    if options.disable_auth and not loopback:
+        raise UpError(f"refusing to serve {options.address} without auth: only loopback addresses may disable it")
+    data_dir = options.data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = ServerSettings(
+        data_dir=data_dir,
+        database_url=options.database_url or sqlite_url(str(data_dir / "simplane.db")),
+        disable_auth=options.disable_auth,
+    )
+    app = ServerApp(settings)
+    try:
+        port = await app.start(options.address)
+    except OSError as error:
+        app.database.close()
+        raise UpError(f"cannot listen on {options.address}: {error}") from None
+    grpc_address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    site = HttpSite(grpc_address)
+    agents: list[asyncio.subprocess.Process] = []
+    try:
+        try:
+            http_port = await site.start(http_host, http_port)
+        except OSError as error:
+            raise UpError(f"cannot listen on {options.http_address}: {error}") from None
+        agent_token = app.database.call(_prepare_accounts, app, data_dir, grpc_address, loopback, options.disable_auth)
+        app.groups.ensure_local(ADMIN)
+        for number in range(options.agents):
+            agents.append(await _start_agent(grpc_address, agent_token, data_dir / "agents" / str(number)))
+        if not await app.hub.wait_for_agents("local", options.agents, AGENT_START_TIMEOUT):
+            print("warning: not every local agent connected in time", file=sys.stderr)
+        http_host_shown = f"[{http_host}]" if ":" in http_host else http_host
+        print(
+            f"simplane is up: grpc={grpc_address} console=http://{http_host_shown}:{http_port}/ "
+            f"data={data_dir} agents={options.agents}",
+            flush=True,
+        )
+        await _wait_for_signal()
+    finally:
+        await _stop_agents(agents)
+        await site.stop()
+        await app.stop()
+    return 0
+
+
+def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool, disabled: bool) -> str:  # type: ignore[no-untyped-def]
+    """Ensures the admin user, a working admin key in the user's config (on loopback), and the agents' token."""
+    accounts = app.accounts
+    admin = accounts.ensure_user(session, ADMIN, admin=True)
+    if not disabled:
+        path = config_path()
+        current = _read_config(path)
+        key = current.get("api_key", "")
+        if not (key and accounts.key_is_valid(session, key, USER_KEY)):
+            _row, minted = accounts.add_key(session, admin, description="local admin key (simplane up)")
+            key = minted.secret
+            if not loopback:
+                print(f"admin API key (shown once): {key}", file=sys.stderr)
+        if loopback:
+            _write_config(path, address, key)
+    token_file = data_dir / "agent-token"
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if not (token and accounts.key_is_valid(session, token, AGENT_KEY)):
+        _row, minted = accounts.add_key(
+            session, admin, kind=AGENT_KEY, machine_group="local", description="agents of local (simplane up)"
+        )
+        token = minted.secret
+        token_file.write_text(token + "\n")
+        token_file.chmod(0o600)
+    return token
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _write_config(path: Path, address: str, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f'address = "{address}"\napi_key = "{key}"\n')
+    temporary.chmod(0o600)
+    temporary.replace(path)
+
+
+async def _start_agent(address: str, token: str, work_dir: Path) -> asyncio.subprocess.Process:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SIMPLANE_AGENT_TOKEN": token}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "simplane.agent",
+        "--server",
+        address,
+        "--machine-group",
+        "local",
+        "--work-dir",
+        str(work_dir),
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _stop_agents(agents: list[asyncio.subprocess.Process]) -> None:
+    for process in agents:
+        if process.returncode is None:
+            process.terminate()
+    for process in agents:
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
