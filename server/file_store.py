@@ -64,7 +64,7 @@ class FileStore:
                     current.discard()
                     raise errors.InvalidArgument("chunk.sha256", f"file {current.path!r} ended without a checksum")
                 check_path("chunk.path", chunk.path)
-                current = _Incoming(root, prefix + chunk.path, chunk.mode)
+                current = _Incoming(root, prefix, chunk.path, chunk.mode)
             try:
                 current.write(chunk.offset, chunk.data)
                 if chunk.sha256:
@@ -153,9 +153,9 @@ class FileStore:
 
 
 class _Incoming:
-    def __init__(self, root: Path, relative: str, mode: int) -> None:
-        self.path = relative
-        self.relative = relative
+    def __init__(self, root: Path, prefix: str, path: str, mode: int) -> None:
+        self.path = path
+        self.relative = prefix + path
         self.target = root / relative
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".upload-")

@@ -1,0 +1,3 @@
+from simplane.cli.main import main
+
+main()

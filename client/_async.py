@@ -1,0 +1,545 @@
+"""The asyncio client: `simplane.AsyncClient`, its services and the `AsyncTask` handle.
+
+Same shape as the blocking client, with coroutines and async iterators. One difference: `AsyncTask` has no
+`status` or `exit_code` properties (a property cannot await); use `(await task.info()).status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from simplane import _base
+from simplane._api.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    machine_group_pb2,
+    machine_group_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+from simplane._config import resolve_config
+from simplane._durations import Duration
+from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
+from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
+from simplane.models import (
+    ApiKey,
+    LogLine,
+    MachineGroupInfo,
+    MachineInfo,
+    StoredFile,
+    TaskEvent,
+    TaskFile,
+    TaskInfo,
+    TaskStatus,
+    User,
+)
+
+__all__ = ["AsyncAccount", "AsyncClient", "AsyncMachineGroups", "AsyncStorage", "AsyncTask", "AsyncTasks"]
+
+Command = list[str] | str
+
+
+def _always() -> bool:
+    return True
+
+
+class _Stubs:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.tasks = task_pb2_grpc.TaskServiceStub(channel)
+        self.storage = storage_pb2_grpc.StorageServiceStub(channel)
+        self.account = account_pb2_grpc.AccountServiceStub(channel)
+        self.machine_groups = machine_group_pb2_grpc.MachineGroupServiceStub(channel)
+
+
+class _Connection:
+    """The channel, the stubs and the key. Every call goes through here, so gRPC errors become
+    SimplaneErrors in one place. The channel is made on first use, inside the event loop it will serve."""
+
+    def __init__(self, address: str, api_key: str | None) -> None:
+        self.address = address
+        self.metadata = _base.auth_metadata(api_key)
+        self._channel: grpc.aio.Channel | None = None
+        self._stubs: _Stubs | None = None
+        self.closed = False
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        if self.closed:
+            raise RuntimeError("this simplane client is closed")
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.address, options=_base.CHANNEL_OPTIONS)
+        return self._channel
+
+    @property
+    def stubs(self) -> _Stubs:
+        channel = self.channel
+        if self._stubs is None:
+            self._stubs = _Stubs(channel)
+        return self._stubs
+
+    async def call(self, method: Callable[..., Any], request: Message) -> Any:
+        with translating_rpc_errors():
+            return await method(request, metadata=self.metadata)
+
+    async def stream(
+        self,
+        method: Callable[..., Any],
+        next_request: Callable[[], Message],
+        *,
+        reopen: Callable[[], bool] = _always,
+        restart: Callable[[], None] | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Yields a server stream's responses, reopening it with `next_request()` after it drops.
+
+        A stream reopens after UNAVAILABLE once it has delivered a frame (so an unreachable server fails fast),
+        and after a clean close when `reopen()` says it is unfinished. OUT_OF_RANGE calls `restart` (when
+        given) and reopens at once.
+        """
+        reconnect = _base.Reconnect()
+        connected = False
+        while True:
+            failure: grpc.RpcError | None = None
+            call = method(next_request(), metadata=self.metadata, wait_for_ready=reconnect.attempted or None)
+            try:
+                async for response in call:
+                    connected = True
+                    reconnect.progressed()
+                    yield response
+                if not reopen():
+                    return
+            except grpc.RpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.OUT_OF_RANGE and restart is not None:
+                    restart()
+                    continue
+                if code != grpc.StatusCode.UNAVAILABLE or not connected:
+                    raise translate_rpc_error(error) from error
+                failure = error
+            finally:
+                call.cancel()
+            await self._await_reconnect(reconnect, failure)
+
+    async def _await_reconnect(self, reconnect: _base.Reconnect, failure: Exception | None) -> None:
+        delay = reconnect.next_delay()
+        if delay is None:
+            raise Unavailable(f"lost the stream from {self.address} and could not reopen it") from failure
+        await asyncio.sleep(delay)
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), reconnect.remaining())
+        except TimeoutError:
+            raise Unavailable(f"lost the stream from {self.address} and could not reconnect") from failure
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+
+async def _upload(
+    connection: _Connection, path: str | os.PathLike[str], prefix: str, progress: Progress | None, field: str
+) -> str:
+    plan = await asyncio.to_thread(plan_upload, path, field)
+    requests = upload_requests(plan, prefix)
+    call = connection.stubs.storage.UploadFiles(metadata=connection.metadata)
+    done = 0
+    try:
+        with translating_rpc_errors():
+            try:
+                if progress is not None:
+                    progress(0, plan.total_bytes)
+                while (request := await asyncio.to_thread(next, requests, None)) is not None:
+                    await call.write(request)
+                    done += len(request.chunk.data)
+                    if progress is not None:
+                        progress(done, plan.total_bytes)
+                await call.done_writing()
+            except asyncio.InvalidStateError:
+                pass  # the call already ended: awaiting it raises its status
+            response = await call
+    finally:
+        call.cancel()
+        requests.close()
+    return response.prefix or prefix
+
+
+async def _download(
+    connection: _Connection, prefix: str, directory: str | os.PathLike[str], progress: Progress | None
+) -> list[Path]:
+    total = 0
+    if progress is not None:
+        listing = await connection.call(connection.stubs.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix))
+        total = sum(file.size for file in listing.files)
+        progress(0, total)
+    writer = DownloadWriter(directory)
+    done = 0
+    call = connection.stubs.storage.DownloadFiles(
+        storage_pb2.DownloadFilesRequest(prefix=prefix), metadata=connection.metadata
+    )
+    try:
+        with translating_rpc_errors():
+            async for response in call:
+                done += await asyncio.to_thread(writer.write, response.chunk)
+                if progress is not None:
+                    progress(done, total)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        call.cancel()
+
+
+class AsyncTask:
+    """A handle on one task. Making one costs nothing (`client.task(id)`); each method makes the calls it needs.
+
+    Unlike the blocking `Task` there are no `status`/`exit_code` properties: use `(await task.info()).status`.
+    `last_info` is the state from the most recent call this handle made (None before any).
+    """
+
+    def __init__(self, connection: _Connection, task_id: str, info: TaskInfo | None = None) -> None:
+        self._connection = connection
+        self.id = task_id
+        self.last_info = info
+
+    def __repr__(self) -> str:
+        return f"AsyncTask({self.id!r})"
+
+    async def info(self) -> TaskInfo:
+        request = task_pb2.GetTaskRequest(task_id=self.id)
+        response = await self._connection.call(self._connection.stubs.tasks.GetTask, request)
+        self.last_info = TaskInfo.from_proto(response.task)
+        return self.last_info
+
+    async def wait(self, timeout: float | None = None) -> TaskStatus:
+        """Waits until the task ends and returns its terminal status; raises simplane.Timeout after `timeout`
+        seconds. Follows the status stream (no polling) and rides out a server restart."""
+        states = self._states()
+        try:
+            async with asyncio.timeout(timeout):
+                async for _ in states:
+                    pass
+        except TimeoutError:
+            raise Timeout(f"task {self.id} did not end within {timeout} s") from None
+        finally:
+            await states.aclose()
+        assert self.last_info is not None
+        return self.last_info.status
+
+    def watch(self) -> AsyncIterator[TaskInfo]:
+        """The task's state now, then after each change, ending with its terminal state."""
+        return self._states()
+
+    async def _states(self) -> AsyncGenerator[TaskInfo, None]:
+        progress = _base.TaskProgress(self.id)
+        cursor = progress.cursor
+        responses = self._connection.stream(
+            self._connection.stubs.tasks.WatchTasks, cursor.request, restart=cursor.restart
+        )
+        try:
+            async for response in responses:
+                event = cursor.event(response)
+                if event is None:
+                    continue
+                state = progress.state(event)
+                if state is None and progress.missing_from_snapshot(event):
+                    info = await self.info()
+                    state = info if progress.advance(info) else None
+                if state is not None:
+                    self.last_info = state
+                    yield state
+                    if progress.ended:
+                        return
+        finally:
+            await responses.aclose()
+
+    def logs(
+        self,
+        *,
+        follow: bool = False,
+        stream: Literal["all", "stdout", "stderr"] = "all",
+        lines: int | None = None,
+        file: str | None = None,
+    ) -> AsyncIterator[LogLine]:
+        """The task's output as lines, in order per stream.
+
+        `follow` keeps reading until the task ends; `lines` starts at the last N lines; `file` reads a file of
+        the working directory instead of stdout/stderr. After a dropped connection or a server restart the read
+        resumes where it stopped: no line is lost or repeated.
+        """
+        tail = _base.LogTail(self.id, follow=follow, stream=stream, lines=lines, file=file)
+        return self._lines(tail)
+
+    async def _lines(self, tail: _base.LogTail) -> AsyncGenerator[LogLine, None]:
+        frames = self._connection.stream(self._connection.stubs.tasks.TailLogs, tail.request, reopen=tail.should_reopen)
+        try:
+            async for frame in frames:
+                for line in tail.lines(frame):
+                    yield line
+                if tail.ended:
+                    return
+            for line in tail.finish():
+                yield line
+        finally:
+            await frames.aclose()
+
+    async def kill(self, grace_period: Duration | None = None) -> TaskInfo:
+        """Stops the task: SIGTERM, then SIGKILL after `grace_period` (server default 10 s).
+        FailedPrecondition if it already ended."""
+        request = _base.kill_request(self.id, grace_period)
+        response = await self._connection.call(self._connection.stubs.tasks.KillTask, request)
+        self.last_info = TaskInfo.from_proto(response.task)
+        return self.last_info
+
+    async def list_files(self) -> list[TaskFile]:
+        """The working directory while the task runs; its outputs once it ended."""
+        request = task_pb2.ListTaskFilesRequest(task_id=self.id)
+        response = await self._connection.call(self._connection.stubs.tasks.ListTaskFiles, request)
+        return [TaskFile.from_proto(file) for file in response.files]
+
+    async def download_outputs(self, dir: str | os.PathLike[str], progress: Progress | None = None) -> list[Path]:
+        """Downloads the task's outputs into `dir` (created if needed); returns the files written."""
+        return await _download(self._connection, f"tasks/{self.id}/outputs/", dir, progress)
+
+
+class AsyncTasks:
+    """`client.tasks`: submit, find, list and watch tasks."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    async def submit(
+        self,
+        command: Command,
+        *,
+        inputs: str | os.PathLike[str] | None = None,
+        machine_group: str = "local",
+        name: str = "",
+        project: str = "",
+        time_to_live: Duration | None = None,
+        cpus: int = 1,
+        env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> AsyncTask:
+        """Submits a command (a list, or a string split like a shell would) to run on a machine group.
+
+        `inputs` (a directory or a file) is uploaded first and staged into the task's working directory;
+        `progress(done_bytes, total_bytes)` follows that upload. `time_to_live` takes "10m", "1h30m", seconds
+        or a timedelta.
+        """
+        request = _base.submit_request(
+            command,
+            inputs="",
+            machine_group=machine_group,
+            name=name,
+            project=project,
+            time_to_live=time_to_live,
+            cpus=cpus,
+            env=env,
+        )
+        if inputs is not None:
+            request.inputs = await _upload(self._connection, inputs, _base.inputs_prefix(), progress, "inputs")
+        response = await self._connection.call(self._connection.stubs.tasks.SubmitTask, request)
+        return AsyncTask(self._connection, response.task.id, TaskInfo.from_proto(response.task))
+
+    async def get(self, task_id: str) -> AsyncTask:
+        """A handle on an existing task, with its state fetched; NotFound if there is no such task."""
+        task = AsyncTask(self._connection, task_id)
+        await task.info()
+        return task
+
+    def list(
+        self,
+        *,
+        status: _base.StatusFilter = None,
+        project: str | None = None,
+        machine_group: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[TaskInfo]:
+        """Tasks newest first, fetched page by page as the iterator advances. `status` takes one status or
+        several (members or names)."""
+        listing = _base.TaskListing(
+            status=status,
+            project=project,
+            machine_group=machine_group,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            page_size=page_size,
+        )
+        return self._pages(listing)
+
+    async def _pages(self, listing: _base.TaskListing) -> AsyncGenerator[TaskInfo, None]:
+        while not listing.done:
+            response = await self._connection.call(self._connection.stubs.tasks.ListTasks, listing.request())
+            for info in listing.page(response):
+                yield info
+
+    def watch(
+        self,
+        *,
+        task_ids: builtins.list[str] | None = None,
+        project: str | None = None,
+        machine_group: str | None = None,
+    ) -> AsyncIterator[TaskEvent]:
+        """A snapshot of the matching tasks, its end, then every change, live. Resumes after a dropped connection
+        without missing a change; if the server no longer has the point to resume from, a new snapshot follows."""
+        cursor = _base.WatchCursor(task_ids=task_ids, project=project, machine_group=machine_group)
+        return self._events(cursor)
+
+    async def _events(self, cursor: _base.WatchCursor) -> AsyncGenerator[TaskEvent, None]:
+        responses = self._connection.stream(
+            self._connection.stubs.tasks.WatchTasks, cursor.request, restart=cursor.restart
+        )
+        try:
+            async for response in responses:
+                event = cursor.event(response)
+                if event is not None:
+                    yield event
+        finally:
+            await responses.aclose()
+
+
+class AsyncStorage:
+    """`client.storage`: the caller's files on the server (task inputs and outputs)."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    async def upload(
+        self, path: str | os.PathLike[str], prefix: str | None = None, progress: Progress | None = None
+    ) -> str:
+        """Uploads a directory's tree (or one file) under `prefix` (default: a fresh "inputs/<id>/");
+        returns the prefix."""
+        return await _upload(self._connection, path, prefix or _base.inputs_prefix(), progress, "path")
+
+    async def download(
+        self, prefix: str, dir: str | os.PathLike[str], progress: Progress | None = None
+    ) -> builtins.list[Path]:
+        """Downloads every file under `prefix` into `dir`, paths relative to the prefix; returns the files."""
+        return await _download(self._connection, prefix, dir, progress)
+
+    async def list(self, prefix: str = "") -> builtins.list[StoredFile]:
+        request = storage_pb2.ListFilesRequest(prefix=prefix)
+        response = await self._connection.call(self._connection.stubs.storage.ListFiles, request)
+        return [StoredFile.from_proto(file) for file in response.files]
+
+
+class AsyncAccount:
+    """`client.account`: who the caller is, their API keys, and (for admins) users."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    async def whoami(self) -> User:
+        response = await self._connection.call(self._connection.stubs.account.WhoAmI, account_pb2.WhoAmIRequest())
+        return User.from_proto(response.user)
+
+    async def create_user(self, name: str, admin: bool = False) -> tuple[User, str]:
+        """Creates a user (admins only); returns it with its first API key's secret, shown only now."""
+        request = account_pb2.CreateUserRequest(name=name, admin=admin)
+        response = await self._connection.call(self._connection.stubs.account.CreateUser, request)
+        return User.from_proto(response.user), response.secret
+
+    async def create_api_key(self, description: str = "") -> tuple[ApiKey, str]:
+        """A new key for the caller; returns it with its secret, shown only now."""
+        request = account_pb2.CreateApiKeyRequest(description=description)
+        response = await self._connection.call(self._connection.stubs.account.CreateApiKey, request)
+        return ApiKey.from_proto(response.api_key), response.secret
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        request = account_pb2.ListApiKeysRequest()
+        response = await self._connection.call(self._connection.stubs.account.ListApiKeys, request)
+        return [ApiKey.from_proto(key) for key in response.api_keys]
+
+    async def revoke_api_key(self, id: str) -> ApiKey:
+        request = account_pb2.RevokeApiKeyRequest(id=id)
+        response = await self._connection.call(self._connection.stubs.account.RevokeApiKey, request)
+        return ApiKey.from_proto(response.api_key)
+
+
+class AsyncMachineGroups:
+    """`client.machine_groups`: the groups of machines tasks run on."""
+
+    def __init__(self, connection: _Connection) -> None:
+        self._connection = connection
+
+    async def list(self) -> builtins.list[MachineGroupInfo]:
+        request = machine_group_pb2.ListMachineGroupsRequest()
+        response = await self._connection.call(self._connection.stubs.machine_groups.ListMachineGroups, request)
+        return [MachineGroupInfo.from_proto(group) for group in response.machine_groups]
+
+    async def machines(self, group: str | None = None) -> builtins.list[MachineInfo]:
+        """The machines of one group, or of every group."""
+        request = machine_group_pb2.ListMachinesRequest(machine_group=group or "")
+        response = await self._connection.call(self._connection.stubs.machine_groups.ListMachines, request)
+        return [MachineInfo.from_proto(machine) for machine in response.machines]
+
+    async def create_agent_token(self, machine_group: str = "local") -> str:
+        """A secret with which `simplane agent` joins the group (admins only); shown only now."""
+        request = machine_group_pb2.CreateAgentTokenRequest(machine_group=machine_group)
+        response = await self._connection.call(self._connection.stubs.machine_groups.CreateAgentToken, request)
+        token: str = response.token
+        return token
+
+
+class AsyncClient:
+    """A connection to a simplane server, for asyncio.
+
+        import simplane
+        async with simplane.AsyncClient() as client:
+            task = await client.tasks.submit(["python", "solve.py"], inputs="case/")
+            async for line in task.logs(follow=True):
+                print(line.stream, line.text)
+            print(await task.wait())
+
+    Configured like `simplane.Client`. Coroutines and async iterators replace blocking calls; `AsyncTask` has
+    no `status`/`exit_code` properties (use `await task.info()`).
+    """
+
+    def __init__(self, address: str | None = None, api_key: str | None = None) -> None:
+        config = resolve_config(address, api_key)
+        self.address = config.address
+        self._connection = _Connection(config.address, config.api_key)
+        self.tasks = AsyncTasks(self._connection)
+        self.storage = AsyncStorage(self._connection)
+        self.account = AsyncAccount(self._connection)
+        self.machine_groups = AsyncMachineGroups(self._connection)
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(address={self.address!r})"
+
+    def task(self, task_id: str) -> AsyncTask:
+        """A handle on a task, without asking the server anything."""
+        return AsyncTask(self._connection, task_id)
+
+    async def close(self) -> None:
+        """Closes the channel; any call after this raises RuntimeError."""
+        await self._connection.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
