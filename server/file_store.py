@@ -156,7 +156,7 @@ class _Incoming:
     def __init__(self, root: Path, prefix: str, path: str, mode: int) -> None:
         self.path = path
         self.relative = prefix + path
-        self.target = root / relative
+        self.target = root / self.relative
         self.target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".upload-")
         self.temp = Path(name)
