@@ -1,0 +1,99 @@
+"""The agent program: `python -m simplane.agent` and `simplane agent`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from simplane.agent.connection import AgentIdentity, FatalConnectError, ServerConnection
+
+
+def run_agent(
+    server: str,
+    token: str,
+    machine_group: str = "local",
+    slots: int | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> int:
+    """Runs the agent until SIGTERM or SIGINT (exit code 0) or until the server refuses it (exit code 1)."""
+    hostname = socket.gethostname()
+    identity = AgentIdentity(
+        agent_id=f"{hostname}-{secrets.token_hex(3)}",
+        machine_group=machine_group,
+        hostname=hostname,
+        slots=slots or os.cpu_count() or 1,
+        version=_version(),
+    )
+    directory = (Path(work_dir) if work_dir is not None else _default_work_dir()).absolute()
+    try:
+        (directory / "tasks").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"simplane agent: cannot use work directory {directory}: {err.strerror}", file=sys.stderr)
+        return 1
+    return asyncio.run(_serve(server, token, identity, directory))
+
+
+async def _serve(server: str, token: str, identity: AgentIdentity, work_dir: Path) -> int:
+    connection = ServerConnection(server, token, identity, work_dir)
+    stop = asyncio.Event()
+    if threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    connecting = asyncio.create_task(connection.run())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait((connecting, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done():
+            connecting.result()
+        return 0
+    except FatalConnectError as err:
+        print(f"simplane agent: {err}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        connecting.cancel()
+        stopping.cancel()
+        await asyncio.gather(connecting, stopping, return_exceptions=True)
+        await connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="simplane agent", description="Run simplane tasks on this machine.")
+    parser.add_argument("--server", default=os.environ.get("SIMPLANE_SERVER"), help="the server's HOST:PORT")
+    parser.add_argument(
+        "--token", default=os.environ.get("SIMPLANE_AGENT_TOKEN"), help="agent token (SIMPLANE_AGENT_TOKEN)"
+    )
+    parser.add_argument("--machine-group", default="local")
+    parser.add_argument("--slots", type=int, help="CPUs' worth of tasks to run at once (default: CPU count)")
+    parser.add_argument("--work-dir", help="where task working directories go")
+    args = parser.parse_args(argv)
+    if not args.server:
+        parser.error("--server is required (or set SIMPLANE_SERVER)")
+    if not args.token:
+        parser.error("--token is required (or set SIMPLANE_AGENT_TOKEN)")
+    if args.slots is not None and args.slots < 1:
+        parser.error("--slots must be at least 1")
+    logging.basicConfig(format="simplane agent: %(message)s", level=logging.WARNING)
+    return run_agent(args.server, args.token, args.machine_group, args.slots, args.work_dir)
+
+
+def _default_work_dir() -> Path:
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "simplane" / "agent"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("simplane")
+    except PackageNotFoundError:
+        return "unknown"
