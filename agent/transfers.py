@@ -107,12 +107,17 @@ class Transfers:
         return staged
 
     async def _upload(self, task_id: str, work_dir: Path, inputs: StagedInputs) -> UploadedOutputs:
+        uploaded = UploadedOutputs()
+        with os.scandir(work_dir) as entries:
+            if next(entries, None) is None:  # the common case of a task that wrote no files: no thread, no call
+                return uploaded
         outputs = [
             (path, info)
             for path, info in await asyncio.to_thread(walk_files, work_dir)
             if inputs.files.get(path) != (info.st_size, info.st_mtime_ns)
         ]
-        uploaded = UploadedOutputs()
+        if not outputs:
+            return uploaded
 
         async def requests() -> AsyncIterator[agent_pb2.UploadOutputsRequest]:
             yield agent_pb2.UploadOutputsRequest(task_id=task_id)

@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,9 +34,24 @@ class Up:
             self.env.pop(name, None)
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "simplane.cli", "up", "--address", "127.0.0.1:0", "--http-address",
-             "127.0.0.1:0", "--data-dir", str(root / "server"), "--agents", str(agents)],
-            stdout=subprocess.PIPE, text=True, env=self.env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "simplane.cli",
+                "up",
+                "--address",
+                "127.0.0.1:0",
+                "--http-address",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(root / "server"),
+                "--agents",
+                str(agents),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            start_new_session=True,
         )
         for line in self.process.stdout:
             match = READY.search(line)
@@ -85,7 +99,7 @@ def _children(pid: int) -> list[int]:
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def ms(seconds: float) -> float:
@@ -113,8 +127,12 @@ async def _throughput(up: Up, count: int) -> dict:
         elapsed = time.perf_counter() - started
     failed = [s for s in statuses if s != simplane.TaskStatus.SUCCEEDED]
     assert not failed, failed[:5]
-    return {"tasks": count, "seconds": round(elapsed, 3), "submit_seconds": round(submitted, 3),
-            "tasks_per_second": round(count / elapsed, 1)}
+    return {
+        "tasks": count,
+        "seconds": round(elapsed, 3),
+        "submit_seconds": round(submitted, 3),
+        "tasks_per_second": round(count / elapsed, 1),
+    }
 
 
 LATENCY_PROGRAM = (
@@ -136,17 +154,14 @@ def log_latency(client: simplane.Client, seconds: float) -> dict:
 
 
 THROUGHPUT_PROGRAM = (
-    "import sys\n"
-    "out = sys.stdout\n"
-    "for i in range({lines}):\n"
-    "    out.write(f'{{i:09d}} ' + 'x' * 89 + '\\n')\n"
+    "import sys\nout = sys.stdout\nfor i in range({lines}):\n    out.write(f'{{i:09d}} ' + 'x' * 89 + '\\n')\n"
 )
 
 
 def log_throughput(client: simplane.Client, lines: int) -> dict:
     program = THROUGHPUT_PROGRAM.format(lines=lines)
     started = time.perf_counter()
-    subprocess.run(f"{sys.executable} -c \"{program}\" | cat > /dev/null", shell=True, check=True)
+    subprocess.run(f'{sys.executable} -c "{program}" | cat > /dev/null', shell=True, check=True)
     floor = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -157,9 +172,15 @@ def log_throughput(client: simplane.Client, lines: int) -> dict:
         expected += 1
     elapsed = time.perf_counter() - started
     assert expected == lines, (expected, lines)
-    return {"lines": lines, "line_bytes": 100, "seconds": round(elapsed, 3),
-            "lines_per_second": round(lines / elapsed), "exactly_once_in_order": True,
-            "floor_pipe_seconds": round(floor, 3), "floor_pipe_lines_per_second": round(lines / floor)}
+    return {
+        "lines": lines,
+        "line_bytes": 100,
+        "seconds": round(elapsed, 3),
+        "lines_per_second": round(lines / elapsed),
+        "exactly_once_in_order": True,
+        "floor_pipe_seconds": round(floor, 3),
+        "floor_pipe_lines_per_second": round(lines / floor),
+    }
 
 
 def main() -> None:

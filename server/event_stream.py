@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select
 
 from simplane._api.v1 import task_pb2
+from simplane.server import task_states
 from simplane.server.store.database import Database
 from simplane.server.store.models import TaskEventRow, TaskRow
 from simplane.server.task_record import TaskRecord
@@ -32,6 +33,12 @@ class Change:
 
 
 @dataclass
+class Recorded:
+    committed: asyncio.Future[None]  # resolves once the change is stored
+    task: task_pb2.Task  # the task as of the change
+
+
+@dataclass
 class _Pending:
     new_rows: dict[str, dict] = field(default_factory=dict)
     updated_rows: dict[str, dict] = field(default_factory=dict)
@@ -41,11 +48,15 @@ class _Pending:
 
 
 class Subscription:
-    """A watcher's live feed: changes for which `accepts(task)` holds, in revision order."""
+    """A watcher's live feed: changes for which `accepts(task)` holds, in revision order.
 
-    def __init__(self, owner: str, accepts: Callable[[task_pb2.Task], bool]) -> None:
+    A watcher of named tasks is only offered their changes, so thousands of `Task.wait()` calls cost little.
+    """
+
+    def __init__(self, owner: str, accepts: Callable[[task_pb2.Task], bool], task_ids: frozenset[str]) -> None:
         self.owner = owner
         self.accepts = accepts
+        self.task_ids = task_ids
         self.queue: asyncio.Queue[Change] = asyncio.Queue()
         self.overflowed = False
 
@@ -63,7 +74,10 @@ class EventStream:
         self._database = database
         self._pending = _Pending()
         self._flushing: asyncio.Task[None] | None = None
-        self._subscriptions: set[Subscription] = set()
+        self._watching_all: set[Subscription] = set()
+        self._watching_task: dict[str, set[Subscription]] = {}
+        # The last committed state of each active task, for snapshots that need no database read.
+        self.latest: dict[str, Change] = {}
         self.head = 0  # the last committed revision
         self._next = 1
 
@@ -73,8 +87,8 @@ class EventStream:
         self.head = last or 0
         self._next = self.head + 1
 
-    def record(self, task: TaskRecord, *, new: bool = False) -> asyncio.Future[None]:
-        """Numbers the task's current state as a new revision; the future resolves once it is committed."""
+    def record(self, task: TaskRecord, *, new: bool = False) -> Recorded:
+        """Numbers the task's current state as a new revision, to be committed with the next group."""
         task.revision = self._next
         self._next += 1
         message = task.to_proto()
@@ -92,7 +106,7 @@ class EventStream:
         pending.done.append(done)
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
-        return done
+        return Recorded(done, message)
 
     async def _flush(self) -> None:
         try:
@@ -108,7 +122,13 @@ class EventStream:
                     continue
                 self.head = batch.changes[-1].revision
                 for change in batch.changes:
-                    for subscription in self._subscriptions:
+                    if change.task.status in task_states.TERMINAL:
+                        self.latest.pop(change.task.id, None)
+                    else:
+                        self.latest[change.task.id] = change
+                    for subscription in self._watching_all:
+                        subscription.offer(change)
+                    for subscription in self._watching_task.get(change.task.id, ()):
                         subscription.offer(change)
                 for done in batch.done:
                     if not done.done():
@@ -122,10 +142,19 @@ class EventStream:
             await asyncio.shield(self._flushing)
 
     def subscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.add(subscription)
+        if not subscription.task_ids:
+            self._watching_all.add(subscription)
+        for task_id in subscription.task_ids:
+            self._watching_task.setdefault(task_id, set()).add(subscription)
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._subscriptions.discard(subscription)
+        self._watching_all.discard(subscription)
+        for task_id in subscription.task_ids:
+            watchers = self._watching_task.get(task_id)
+            if watchers is not None:
+                watchers.discard(subscription)
+                if not watchers:
+                    del self._watching_task[task_id]
 
     async def replay(self, owner: str, after: int, upto: int, limit: int = 1000) -> list[Change]:
         """Committed changes of owner's tasks with after < revision <= upto, oldest first."""
@@ -142,9 +171,13 @@ class EventStream:
         return await self._database.run(read)
 
 
+_TASKS = TaskRow.__table__
+_UPDATE_TASK = _TASKS.update().where(_TASKS.c.id == bindparam("row_id"))
+
+
 def _write(session, batch: _Pending) -> None:  # type: ignore[no-untyped-def]
     if batch.new_rows:
-        session.execute(insert(TaskRow), list(batch.new_rows.values()))
+        session.execute(_TASKS.insert(), list(batch.new_rows.values()))
     if batch.updated_rows:
-        session.execute(update(TaskRow), list(batch.updated_rows.values()))
-    session.execute(insert(TaskEventRow), batch.events)
+        session.execute(_UPDATE_TASK, [{**row, "row_id": row["id"]} for row in batch.updated_rows.values()])
+    session.execute(TaskEventRow.__table__.insert(), batch.events)

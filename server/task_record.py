@@ -44,12 +44,14 @@ class TaskRecord:
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
-        return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
+        return cls(**{name: getattr(row, name) for name in _FIELD_NAMES})
 
     def to_row(self) -> dict[str, Any]:
-        row = dataclasses.asdict(self)
+        """The columns, as of now: lists are copied, since the record keeps changing while a commit runs."""
+        row = {name: getattr(self, name) for name in _FIELD_NAMES}
         row["command"] = list(self.command)
-        row["history"] = [list(entry) for entry in self.history]
+        row["env"] = dict(self.env)
+        row["history"] = list(self.history)
         return row
 
     def move(self, status: int, at: float, detail: str = "") -> None:
@@ -97,6 +99,9 @@ class TaskRecord:
         metrics.output_bytes = self.output_bytes
         metrics.output_files = self.output_files
         return task
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:

@@ -36,7 +36,7 @@ class TaskWatch:
             raise errors.OutOfRange(
                 f"since_revision {request.since_revision} is ahead of the server's revision {self._events.head}"
             )
-        task_ids = set(request.task_ids)
+        task_ids = frozenset(request.task_ids)
 
         def accepts(task: task_pb2.Task) -> bool:
             return (
@@ -45,11 +45,11 @@ class TaskWatch:
                 and (not request.machine_group or task.machine_group == request.machine_group)
             )
 
-        subscription = Subscription(caller.user, accepts)
+        subscription = Subscription(caller.user, accepts, task_ids)
         self._events.subscribe(subscription)
         try:
             if request.since_revision == 0:
-                tasks, last = await self._database.run(_snapshot, caller.user, request, task_ids)
+                tasks, last = await self._snapshot(caller.user, request, task_ids)
                 for task in tasks:
                     yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT, revision=last, task=task)
                 yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT_END, revision=last)
@@ -59,7 +59,7 @@ class TaskWatch:
                 if subscription.overflowed or (last < self._events.head and subscription.queue.empty()):
                     # Catch up from the database: the watcher fell behind, or is resuming.
                     self._events.unsubscribe(subscription)
-                    subscription = Subscription(caller.user, accepts)
+                    subscription = Subscription(caller.user, accepts, task_ids)
                     self._events.subscribe(subscription)
                     upto = self._events.head
                     while last < upto:
@@ -82,6 +82,29 @@ class TaskWatch:
                 last = change.revision
         finally:
             self._events.unsubscribe(subscription)
+
+    async def _snapshot(
+        self, owner: str, request: task_pb2.WatchTasksRequest, task_ids: frozenset[str]
+    ) -> tuple[list[task_pb2.Task], int]:
+        """The matching tasks and the revision they are as of. Named active tasks come from memory; the rest,
+        which no longer change, from the database."""
+        if not task_ids:
+            return await self._database.run(_snapshot, owner, request, task_ids)
+        last = self._events.head
+        known = [self._events.latest[i].task for i in task_ids if i in self._events.latest]
+        tasks = [t for t in known if t.owner == owner and _matches(t, request)]
+        missing = task_ids - {t.id for t in known}
+        if missing:
+            ended, _ = await self._database.run(_snapshot, owner, request, missing)
+            tasks.extend(ended)
+        tasks.sort(key=lambda task: task.id, reverse=True)
+        return tasks, last
+
+
+def _matches(task: task_pb2.Task, request: task_pb2.WatchTasksRequest) -> bool:
+    return (not request.project or task.project == request.project) and (
+        not request.machine_group or task.machine_group == request.machine_group
+    )
 
 
 def _change(revision: int, task: task_pb2.Task) -> task_pb2.WatchTasksResponse:

@@ -19,7 +19,7 @@ from simplane._api.v1 import agent_pb2, task_pb2
 from simplane.server import errors, task_states
 from simplane.server.agents import AgentHub, AgentSession
 from simplane.server.auth import Caller
-from simplane.server.event_stream import EventStream
+from simplane.server.event_stream import Change, EventStream
 from simplane.server.ids import new_task_id
 from simplane.server.log_store import LogStore
 from simplane.server.machine_groups import MachineGroups
@@ -72,6 +72,7 @@ class TaskRegistry:
         for row in rows:
             task = TaskRecord.from_row(row)
             self._track(task)
+            self.events.latest[task.id] = Change(task.revision, task.to_proto())
             if task.status in task_states.ON_MACHINE:
                 self._hub.expect(task.machine_id)
             else:
@@ -130,10 +131,10 @@ class TaskRegistry:
         self._track(task)
         self._scheduler.enqueue(task)
         self._arm_expiry(task)
-        committed = self.events.record(task, new=True)
+        recorded = self.events.record(task, new=True)
         self._dispatch(group)
-        await committed
-        return task.to_proto()
+        await recorded.committed
+        return recorded.task
 
     async def _inputs_size(self, owner: str, prefix: str) -> tuple[int, int]:
         from simplane.server.store.models import StoredFileRow
@@ -286,7 +287,7 @@ class TaskRegistry:
             task.input_bytes, task.input_files = update.input_bytes, update.input_files
         if task.terminal:
             return asyncio.ensure_future(self._finish(task))
-        return self.events.record(task)
+        return self.events.record(task).committed
 
     def _release(self, task: TaskRecord) -> None:
         self._scheduler.release(task)
@@ -300,9 +301,9 @@ class TaskRegistry:
 
     async def _finish(self, task: TaskRecord) -> None:
         self._release(task)
-        committed = self.events.record(task)
+        recorded = self.events.record(task)
         self._dispatch(task.machine_group)
-        await committed
+        await recorded.committed
         for waiter in self._end_waiters.pop(task.id, ()):
             if not waiter.done():
                 waiter.set_result(task)
