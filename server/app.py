@@ -47,7 +47,6 @@ from simplane.server.tasks import TaskRegistry
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024 * 1024
-STREAM_HEARTBEAT = 10.0
 
 
 @dataclass
@@ -55,6 +54,7 @@ class ServerSettings:
     data_dir: Path
     database_url: str
     disable_auth: bool = False
+    # How often agents and idle streams send heartbeats; an agent silent for three intervals is lost.
     heartbeat_interval: float = float(os.environ.get("SIMPLANE_HEARTBEAT_INTERVAL", "5"))
     max_active_tasks: int = int(os.environ.get("SIMPLANE_MAX_ACTIVE_TASKS", "10000"))
 
@@ -105,8 +105,8 @@ class ServerApp:
             TaskService(
                 self.authenticator,
                 self.tasks,
-                TaskWatch(self.database, self.events, STREAM_HEARTBEAT),
-                LogTail(self.tasks, self.logs, self.task_files, STREAM_HEARTBEAT),
+                TaskWatch(self.database, self.events, self.settings.heartbeat_interval),
+                LogTail(self.tasks, self.logs, self.task_files, self.settings.heartbeat_interval),
                 self.task_files,
             ),
             server,

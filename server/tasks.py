@@ -60,6 +60,7 @@ class TaskRegistry:
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._active_per_owner: dict[str, int] = {}
         self._end_waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
+        self._ending: dict[str, TaskRecord] = {}  # ended, but the end is not stored yet
         self._background: set[asyncio.Future[None]] = set()
 
     # -- startup -------------------------------------------------------------------------------------------
@@ -157,7 +158,9 @@ class TaskRegistry:
         return files, size
 
     async def get(self, caller: Caller, task_id: str) -> TaskRecord:
-        task = self.active.get(task_id)
+        if not task_id:
+            raise errors.InvalidArgument("task_id", "must not be empty")
+        task = self.active.get(task_id) or self._ending.get(task_id)
         if task is None:
             row = await self._database.run(lambda s: s.get(TaskRow, task_id)) if task_id else None
             task = TaskRecord.from_row(row) if row is not None else None
@@ -301,16 +304,20 @@ class TaskRegistry:
 
     async def _finish(self, task: TaskRecord) -> None:
         self._release(task)
+        self._ending[task.id] = task
         recorded = self.events.record(task)
         self._dispatch(task.machine_group)
-        await recorded.committed
+        try:
+            await recorded.committed
+        finally:
+            self._ending.pop(task.id, None)
         for waiter in self._end_waiters.pop(task.id, ()):
             if not waiter.done():
                 waiter.set_result(task)
 
     async def ended(self, task_id: str) -> TaskRecord:
         """The task once it has ended (and that is stored)."""
-        if task_id in self.active:
+        if task_id in self.active or task_id in self._ending:
             waiter = asyncio.get_running_loop().create_future()
             self._end_waiters.setdefault(task_id, []).append(waiter)
             try:

@@ -1,0 +1,73 @@
+"""Fixtures: real `simplane up` processes on SQLite (default) or on a PostgreSQL the session starts.
+
+python -m pytest -q                          # SQLite file in each test's data dir
+python -m pytest -q --database postgresql    # one PostgreSQL, a fresh database per cluster
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cluster import Cluster
+from postgres import PostgresServer
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the database the clusters use (default: sqlite)",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer | None]:
+    """The session's PostgreSQL server, or None when the tests run on SQLite."""
+    if request.config.getoption("--database") != "postgresql":
+        yield None
+        return
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path: Path, postgres: PostgresServer | None) -> Iterator[Callable[..., Cluster]]:
+    """Start clusters with non-default settings: `cluster_factory(agents=0)`.
+
+    Each cluster gets its own data dir and, on PostgreSQL, its own database; all are torn down after
+    the test, and the servers' output is printed so that a failed test shows it.
+    """
+    clusters: list[Cluster] = []
+    databases: list[str] = []
+
+    def start(*, agents: int = 1, env: dict[str, str] | None = None) -> Cluster:
+        database_url = None
+        if postgres is not None:
+            name, database_url = postgres.create_database()
+            databases.append(name)
+        cluster = Cluster(tmp_path / f"cluster-{len(clusters) + 1}", agents=agents, database_url=database_url, env=env)
+        clusters.append(cluster)
+        return cluster.start()
+
+    try:
+        yield start
+    finally:
+        for cluster in clusters:
+            cluster.close()
+            print(f"--- output of the cluster in {cluster.root}\n{cluster.output()}")
+        if postgres is not None:
+            for name in databases:
+                postgres.drop_database(name)
+
+
+@pytest.fixture
+def cluster(cluster_factory: Callable[..., Cluster]) -> Cluster:
+    """`simplane up` with one local agent."""
+    return cluster_factory()

@@ -1,0 +1,96 @@
+"""Agents: slots and CPUs, losing an agent, logs and outputs that outlive it, and `up` stopping its agents."""
+
+from __future__ import annotations
+
+from cluster import alive, descendants
+from programs import SLEEP_60, numbered_lines, python
+from waiting import eventually
+
+import simplane
+from simplane._api.v1 import machine_group_pb2, machine_group_pb2_grpc
+
+RUNNING, QUEUED = simplane.TaskStatus.RUNNING, simplane.TaskStatus.QUEUED
+
+
+def machines(cluster) -> list[machine_group_pb2.Machine]:
+    stub = cluster.stub(machine_group_pb2_grpc.MachineGroupServiceStub)
+    response = stub.ListMachines(
+        machine_group_pb2.ListMachinesRequest(machine_group="local"), metadata=cluster.metadata(), timeout=10
+    )
+    return list(response.machines)
+
+
+def connected(cluster) -> int:
+    return sum(m.state == machine_group_pb2.MACHINE_STATE_CONNECTED for m in machines(cluster))
+
+
+def statuses(tasks) -> list[simplane.TaskStatus]:
+    return [task.info().status for task in tasks]
+
+
+def test_up_starts_the_requested_agents(cluster_factory) -> None:
+    cluster = cluster_factory(agents=2)
+    eventually(lambda: connected(cluster) == 2, timeout=20)
+
+
+def test_an_agent_runs_tasks_up_to_its_slots(cluster_factory) -> None:
+    cluster = cluster_factory(agents=0)
+    cluster.start_agent(slots=2)
+    client = cluster.client()
+    tasks = [client.tasks.submit(SLEEP_60) for _ in range(3)]
+    eventually(lambda: statuses(tasks[:2]) == [RUNNING, RUNNING], timeout=30)
+    assert tasks[2].info().status == QUEUED
+    tasks[0].kill()
+    eventually(lambda: tasks[2].info().status == RUNNING, timeout=30)
+
+
+def test_a_task_takes_the_cpus_it_asks_for(cluster_factory) -> None:
+    cluster = cluster_factory(agents=0)
+    cluster.start_agent(slots=2)
+    client = cluster.client()
+    wide = client.tasks.submit(SLEEP_60, cpus=2)
+    eventually(lambda: wide.info().status == RUNNING, timeout=30)
+    narrow = client.tasks.submit(SLEEP_60, cpus=1)
+    eventually(lambda: narrow.info().status == QUEUED, timeout=10)
+    wide.kill()
+    eventually(lambda: narrow.info().status == RUNNING, timeout=30)
+
+
+def test_a_silent_agent_is_lost_with_its_tasks(cluster_factory) -> None:
+    cluster = cluster_factory(agents=0)
+    agent = cluster.start_agent()
+    task = cluster.client().tasks.submit(SLEEP_60)
+    eventually(lambda: task.info().status == RUNNING, timeout=30)
+    agent.kill()
+    assert task.wait(timeout=15) == simplane.TaskStatus.LOST
+    assert task.info().error
+    assert connected(cluster) == 0
+
+
+def test_logs_and_outputs_outlive_the_agent(cluster_factory, tmp_path) -> None:
+    cluster = cluster_factory(agents=0)
+    agent = cluster.start_agent()
+    producer = python("print('\\n'.join(f'line {i}' for i in range(100)))\nopen('result.txt', 'w').write('done')")
+    task = cluster.client().tasks.submit(producer)
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    agent.kill()
+    assert [line.text for line in task.logs()] == [f"line {i}" for i in range(100)]
+    assert any(file.path == "result.txt" for file in task.list_files())
+    task.download_outputs(str(tmp_path / "out"))
+    assert [path.read_text() for path in (tmp_path / "out").rglob("result.txt")] == ["done"]
+
+
+def test_a_task_queued_without_agents_runs_when_one_joins(cluster_factory) -> None:
+    cluster = cluster_factory(agents=0)
+    task = cluster.client().tasks.submit(numbered_lines(3))
+    assert task.info().status == QUEUED
+    cluster.start_agent()
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+
+
+def test_sigterm_stops_up_and_its_agents(cluster) -> None:
+    eventually(lambda: connected(cluster) == 1, timeout=20)
+    children = descendants([cluster.server_pid])
+    assert children  # the local agent
+    assert cluster.stop() == 0
+    eventually(lambda: descendants([cluster.server_pid]) == [] and not any(alive(c) for c in children), timeout=10)

@@ -1,0 +1,123 @@
+"""Auth: every call needs a valid key, and another user's task does not exist for you."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from programs import SLEEP_60, python
+
+import simplane
+from simplane._api.v1 import (
+    account_pb2,
+    account_pb2_grpc,
+    machine_group_pb2,
+    machine_group_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
+
+UNKNOWN_KEY = "sp_000000000000_" + "x" * 32
+
+
+def test_another_users_task_is_not_found(cluster, tmp_path) -> None:
+    alice = cluster.client()
+    running = alice.tasks.submit(SLEEP_60, project="secret")
+    finished = alice.tasks.submit(python("open('out.txt', 'w').write('x')"), project="secret")
+    assert finished.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    bob_key = cluster.create_user("bob")
+    bob = cluster.client(api_key=bob_key)
+
+    for task in (running, finished):
+        with pytest.raises(simplane.NotFound):
+            bob.tasks.get(task.id).info()
+        with pytest.raises(simplane.NotFound):
+            bob.tasks.get(task.id).kill()
+        with pytest.raises(simplane.NotFound):
+            list(bob.tasks.get(task.id).logs())
+        with pytest.raises(simplane.NotFound):
+            bob.tasks.get(task.id).list_files()
+        with pytest.raises(simplane.NotFound):
+            bob.tasks.get(task.id).download_outputs(str(tmp_path / "stolen"))
+    assert [info.id for info in bob.tasks.list()] == []
+    assert [info.id for info in bob.tasks.list(project="secret")] == []
+
+    stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    with pytest.raises(grpc.RpcError) as raised:
+        list(stub.TailLogs(task_pb2.TailLogsRequest(task_id=running.id), metadata=cluster.metadata(bob_key)))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+    # Bob's own tasks work, and Alice's task still runs.
+    assert bob.tasks.submit(["true"]).wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    assert running.info().status == simplane.TaskStatus.RUNNING
+
+
+def test_wrong_key_is_unauthenticated(cluster) -> None:
+    client = cluster.client(api_key=UNKNOWN_KEY)
+    with pytest.raises(simplane.Unauthenticated):
+        list(client.tasks.list())
+    with pytest.raises(simplane.Unauthenticated):
+        client.tasks.submit(["true"])
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(), (("authorization", "Bearer " + UNKNOWN_KEY),), (("authorization", "Basic abc"),)],
+    ids=["missing", "unknown", "not-bearer"],
+)
+def test_every_rpc_needs_a_valid_key(cluster, metadata) -> None:
+    tasks = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    calls = {
+        "SubmitTask": lambda: tasks.SubmitTask(task_pb2.SubmitTaskRequest(command=["true"]), metadata=metadata),
+        "ListTasks": lambda: tasks.ListTasks(task_pb2.ListTasksRequest(), metadata=metadata),
+        "WatchTasks": lambda: next(tasks.WatchTasks(task_pb2.WatchTasksRequest(), metadata=metadata)),
+        "TailLogs": lambda: next(tasks.TailLogs(task_pb2.TailLogsRequest(task_id="t-x"), metadata=metadata)),
+        "WhoAmI": lambda: cluster.stub(account_pb2_grpc.AccountServiceStub).WhoAmI(
+            account_pb2.WhoAmIRequest(), metadata=metadata
+        ),
+    }
+    codes = {}
+    for name, call in calls.items():
+        try:
+            call()
+        except grpc.RpcError as error:
+            codes[name] = error.code()
+        else:
+            codes[name] = grpc.StatusCode.OK
+    assert codes == dict.fromkeys(calls, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_a_revoked_key_stops_working(cluster) -> None:
+    account = cluster.stub(account_pb2_grpc.AccountServiceStub)
+    created = account.CreateApiKey(
+        account_pb2.CreateApiKeyRequest(description="ci"), metadata=cluster.metadata(), timeout=10
+    )
+    me = account.WhoAmI(account_pb2.WhoAmIRequest(), metadata=cluster.metadata(created.secret), timeout=10)
+    assert me.api_key_id == created.api_key.id
+    account.RevokeApiKey(account_pb2.RevokeApiKeyRequest(id=created.api_key.id), metadata=cluster.metadata())
+    with pytest.raises(grpc.RpcError) as raised:
+        account.WhoAmI(account_pb2.WhoAmIRequest(), metadata=cluster.metadata(created.secret), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_only_admins_create_users_and_agent_tokens(cluster) -> None:
+    bob_key = cluster.create_user("bob")
+    bob = cluster.metadata(bob_key)
+    with pytest.raises(grpc.RpcError) as raised:
+        cluster.stub(account_pb2_grpc.AccountServiceStub).CreateUser(
+            account_pb2.CreateUserRequest(name="eve"), metadata=bob, timeout=10
+        )
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as raised:
+        cluster.stub(machine_group_pb2_grpc.MachineGroupServiceStub).CreateAgentToken(
+            machine_group_pb2.CreateAgentTokenRequest(), metadata=bob, timeout=10
+        )
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(simplane.PermissionDenied):
+        cluster.client(api_key=bob_key).account.create_user("eve")
+
+
+def test_up_writes_a_working_admin_key(cluster) -> None:
+    me = cluster.stub(account_pb2_grpc.AccountServiceStub).WhoAmI(
+        account_pb2.WhoAmIRequest(), metadata=cluster.metadata(), timeout=10
+    )
+    assert me.user.admin

@@ -1,0 +1,214 @@
+"""The `simplane` command line against a real cluster: run, tasks list/info/tail/kill, admin, errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from cluster import base_env, run_cli
+from programs import numbered_lines, python
+
+import simplane
+from simplane._api.v1 import account_pb2, account_pb2_grpc
+
+TASK_ID = re.compile(r"\bt-[0-9a-z]{26}\b")
+
+
+def only_error_line(stderr: str) -> str:
+    """The CLI reports a failure as exactly one `error:` line on stderr."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].lower().startswith("error:"), stderr
+    return lines[0]
+
+
+def test_help_lists_the_commands_without_importing_the_server() -> None:
+    done = run_cli("--help")
+    assert done.returncode == 0, done.stderr
+    for command in ("up", "agent", "run", "tasks", "admin"):
+        assert command in done.stdout
+
+    probe = (
+        "import sys\n"
+        "sys.argv = ['simplane', '--help']\n"
+        "from simplane.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print([m for m in ('sqlalchemy', 'sqlmodel', 'simplane.server', 'google.cloud') if m in sys.modules],"
+        " file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=base_env(), capture_output=True, text=True, timeout=30)
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+
+
+def test_run_prints_the_output_and_exits_zero(cluster) -> None:
+    done = cluster.run_cli("run", "--", "python", "-c", "print('hello')")
+    assert done.returncode == 0, done.stderr
+    assert "hello" in done.stdout.splitlines()
+
+
+def test_run_exits_with_the_tasks_exit_code(cluster) -> None:
+    done = cluster.run_cli("run", "--", *python("import sys; print('bye'); sys.exit(3)"))
+    assert done.returncode == 3, done.stderr
+    assert "bye" in done.stdout.splitlines()
+
+
+def test_run_detach_prints_the_id(cluster) -> None:
+    done = cluster.run_cli("run", "--detach", "--name", "detached", "--project", "cli", "--", "true")
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    assert TASK_ID.fullmatch(task_id), done.stdout
+    task = cluster.client().tasks.get(task_id)
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    info = task.info()
+    assert (info.name, info.project) == ("detached", "cli")
+
+
+def test_run_with_inputs(cluster, tmp_path) -> None:
+    inputs = tmp_path / "case"
+    inputs.mkdir()
+    (inputs / "mesh.txt").write_text("cells=64\n")
+    done = cluster.run_cli("run", "--inputs", str(inputs), "--", *python("print(open('mesh.txt').read().strip())"))
+    assert done.returncode == 0, done.stderr
+    assert "cells=64" in done.stdout.splitlines()
+
+
+def test_tasks_list_json_filters_by_status_and_project(cluster) -> None:
+    client = cluster.client()
+    good = client.tasks.submit(["true"], project="alpha")
+    bad = client.tasks.submit(["false"], project="beta")
+    assert good.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    assert bad.wait(timeout=30) == simplane.TaskStatus.FAILED
+
+    done = cluster.run_cli("tasks", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    listed = {row["id"]: row for row in json.loads(done.stdout)}
+    assert set(listed) == {good.id, bad.id}
+    assert listed[good.id]["status"] == "SUCCEEDED"
+    assert listed[bad.id]["status"] == "FAILED"
+
+    done = cluster.run_cli("tasks", "list", "--json", "--status", "FAILED")
+    assert [row["id"] for row in json.loads(done.stdout)] == [bad.id]
+    done = cluster.run_cli("tasks", "list", "--json", "--project", "alpha")
+    assert [row["id"] for row in json.loads(done.stdout)] == [good.id]
+    done = cluster.run_cli("tasks", "list", "--json", "--limit", "1")
+    assert [row["id"] for row in json.loads(done.stdout)] == [bad.id]  # newest first
+
+
+def test_tasks_list_plain_when_piped(cluster) -> None:
+    task = cluster.client().tasks.submit(["true"])
+    task.wait(timeout=30)
+    done = cluster.run_cli("tasks", "list")
+    assert done.returncode == 0, done.stderr
+    assert task.id in done.stdout
+    assert "\x1b[" not in done.stdout  # no colour codes in a pipe
+
+
+def test_tasks_info_json(cluster) -> None:
+    task = cluster.client().tasks.submit(python("import sys; sys.exit(5)"), name="five")
+    task.wait(timeout=30)
+    done = cluster.run_cli("tasks", "info", task.id, "--json")
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["id"] == task.id
+    assert info["name"] == "five"
+    assert info["status"] == "FAILED"
+    assert info["exit_code"] == 5
+
+
+def test_tasks_tail(cluster) -> None:
+    task = cluster.client().tasks.submit(
+        python("import sys\nfor i in range(10): print(f'out {i}')\nprint('oops', file=sys.stderr)")
+    )
+    task.wait(timeout=30)
+
+    done = cluster.run_cli("tasks", "tail", task.id, "--stdout")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"out {i}" for i in range(10)]
+
+    done = cluster.run_cli("tasks", "tail", task.id, "--stdout", "-n", "3")
+    assert done.stdout.splitlines() == ["out 7", "out 8", "out 9"]
+
+    # The task's stderr goes to the CLI's stderr, so a pipe reading stdout sees only the task's stdout.
+    done = cluster.run_cli("tasks", "tail", task.id, "--stderr")
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "oops\n")
+    done = cluster.run_cli("tasks", "tail", task.id)
+    assert done.stdout.splitlines() == [f"out {i}" for i in range(10)]
+    assert done.stderr.splitlines() == ["oops"]
+
+
+def test_tasks_tail_follow_ends_with_the_task(cluster) -> None:
+    task = cluster.client().tasks.submit(numbered_lines(50, every=0.01))
+    done = cluster.run_cli("tasks", "tail", task.id, "-f", "--stdout")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"line {i}" for i in range(50)]
+
+
+def test_tasks_kill(cluster) -> None:
+    task = cluster.client().tasks.submit(["sleep", "60"])
+    done = cluster.run_cli("tasks", "kill", task.id)
+    assert done.returncode == 0, done.stderr
+    assert task.wait(timeout=20) == simplane.TaskStatus.KILLED
+
+
+def test_tasks_kill_unknown_is_one_error_line(cluster) -> None:
+    done = cluster.run_cli("tasks", "kill", "t-00000000000000000000000000")
+    assert done.returncode == 1
+    assert "t-00000000000000000000000000" in only_error_line(done.stderr)
+
+
+def test_tasks_info_unknown_is_one_error_line(cluster) -> None:
+    done = cluster.run_cli("tasks", "info", "t-00000000000000000000000000", "--json")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    only_error_line(done.stderr)
+
+
+def test_tasks_files_and_download(cluster, tmp_path) -> None:
+    task = cluster.client().tasks.submit(python("open('result.txt', 'w').write('42\\n')"))
+    task.wait(timeout=30)
+    done = cluster.run_cli("tasks", "files", task.id)
+    assert done.returncode == 0, done.stderr
+    assert "result.txt" in done.stdout
+
+    target = tmp_path / "downloaded"
+    done = cluster.run_cli("tasks", "download", task.id, "--dir", str(target))
+    assert done.returncode == 0, done.stderr
+    assert [path.read_text() for path in target.rglob("result.txt")] == ["42\n"]
+
+
+def test_admin_users_create_prints_a_working_key(cluster) -> None:
+    done = cluster.run_cli("admin", "users", "create", "bob")
+    assert done.returncode == 0, done.stderr
+    key = re.search(r"\bsp_[0-9a-f]{12}_\S{32}\b", done.stdout)
+    assert key, done.stdout
+    stub = account_pb2_grpc.AccountServiceStub(cluster.channel())
+    me = stub.WhoAmI(account_pb2.WhoAmIRequest(), metadata=cluster.metadata(key.group(0)), timeout=10)
+    assert (me.user.name, me.user.admin) == ("bob", False)
+
+
+def test_admin_agent_token_joins_an_agent(cluster_factory) -> None:
+    cluster = cluster_factory(agents=0)
+    done = cluster.run_cli("admin", "agent-token")
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert re.fullmatch(r"sp_[0-9a-f]{12}_\S{32}", token), done.stdout
+    cluster.start_agent(token=token)
+    task = cluster.client().tasks.submit(["true"])
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+
+
+def test_wrong_key_is_one_error_line(cluster) -> None:
+    env = {**cluster.env, "SIMPLANE_API_KEY": "sp_000000000000_" + "x" * 32}
+    done = run_cli("tasks", "list", env=env)
+    assert done.returncode == 1
+    only_error_line(done.stderr)
+
+
+def test_unreachable_server_is_one_error_line(cluster) -> None:
+    env = {**cluster.env, "SIMPLANE_ADDRESS": "127.0.0.1:1"}
+    done = run_cli("tasks", "list", env=env, timeout=60)
+    assert done.returncode == 1
+    only_error_line(done.stderr)

@@ -1,0 +1,117 @@
+"""Bad input gets the right status code and a message naming the field or id; the server keeps serving."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+import simplane
+from simplane._api.v1 import machine_group_pb2, machine_group_pb2_grpc, task_pb2, task_pb2_grpc
+
+UNKNOWN_TASK = "t-00000000000000000000000000"
+INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+
+
+def test_client_raises_typed_errors_with_the_servers_message(cluster) -> None:
+    client = cluster.client()
+    with pytest.raises(simplane.InvalidArgument, match="command"):
+        client.tasks.submit([])
+    with pytest.raises(simplane.InvalidArgument, match="cpus"):
+        client.tasks.submit(["true"], cpus=-1)
+    with pytest.raises(simplane.NotFound, match="no-such-group"):
+        client.tasks.submit(["true"], machine_group="no-such-group")
+    with pytest.raises(simplane.NotFound, match=UNKNOWN_TASK):
+        client.tasks.get(UNKNOWN_TASK).info()
+    with pytest.raises(simplane.NotFound, match=UNKNOWN_TASK):
+        client.tasks.get(UNKNOWN_TASK).kill()
+
+    ended = client.tasks.submit(["true"])
+    assert ended.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    with pytest.raises(simplane.FailedPrecondition, match=ended.id):
+        ended.kill()
+    assert issubclass(simplane.NotFound, simplane.SimplaneError)
+
+    # Still serving after every one of them.
+    assert client.tasks.submit(["true"]).wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+
+
+def test_raw_calls_get_the_right_status_code(cluster) -> None:
+    client = cluster.client()
+    ended = client.tasks.submit(["true"])
+    assert ended.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    tasks = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    groups = cluster.stub(machine_group_pb2_grpc.MachineGroupServiceStub)
+    meta = cluster.metadata()
+
+    def submit(**fields):
+        return lambda: tasks.SubmitTask(task_pb2.SubmitTaskRequest(**fields), metadata=meta, timeout=10)
+
+    def list_tasks(**fields):
+        return lambda: tasks.ListTasks(task_pb2.ListTasksRequest(**fields), metadata=meta, timeout=10)
+
+    def tail(**fields):
+        return lambda: list(tasks.TailLogs(task_pb2.TailLogsRequest(**fields), metadata=meta, timeout=10))
+
+    file_cursor = [task_pb2.LogCursor(stream=task_pb2.LOG_STREAM_FILE)]
+    cases = {
+        "empty command": (submit(command=[]), INVALID, "command"),
+        "negative cpus": (submit(command=["true"], cpus=-2), INVALID, "cpus"),
+        "negative time to live": (submit(command=["true"], time_to_live=Duration(seconds=-1)), INVALID, "time_to_live"),
+        "unknown machine group": (submit(command=["true"], machine_group="no-such-group"), NOT_FOUND, "no-such-group"),
+        "unknown task": (
+            lambda: tasks.GetTask(task_pb2.GetTaskRequest(task_id=UNKNOWN_TASK), metadata=meta, timeout=10),
+            NOT_FOUND,
+            UNKNOWN_TASK,
+        ),
+        "unknown status": (list_tasks(statuses=[99]), INVALID, "status"),
+        "negative page size": (list_tasks(page_size=-1), INVALID, "page_size"),
+        "bad page token": (list_tasks(page_token="not-a-token"), INVALID, "page_token"),
+        "kill unknown task": (
+            lambda: tasks.KillTask(task_pb2.KillTaskRequest(task_id=UNKNOWN_TASK), metadata=meta, timeout=10),
+            NOT_FOUND,
+            UNKNOWN_TASK,
+        ),
+        "kill ended task": (
+            lambda: tasks.KillTask(task_pb2.KillTaskRequest(task_id=ended.id), metadata=meta, timeout=10),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            ended.id,
+        ),
+        "files of unknown task": (
+            lambda: tasks.ListTaskFiles(task_pb2.ListTaskFilesRequest(task_id=UNKNOWN_TASK), metadata=meta, timeout=10),
+            NOT_FOUND,
+            UNKNOWN_TASK,
+        ),
+        "logs of unknown task": (tail(task_id=UNKNOWN_TASK), NOT_FOUND, UNKNOWN_TASK),
+        "negative tail lines": (tail(task_id=ended.id, tail_lines=-1), INVALID, "tail_lines"),
+        "file cursor without a file": (tail(task_id=ended.id, cursors=file_cursor), INVALID, "file"),
+        "file outside the working dir": (
+            tail(task_id=ended.id, cursors=file_cursor, file="../../../etc/passwd"),
+            INVALID,
+            "file",
+        ),
+        "negative revision": (
+            lambda: next(tasks.WatchTasks(task_pb2.WatchTasksRequest(since_revision=-1), metadata=meta, timeout=10)),
+            INVALID,
+            "since_revision",
+        ),
+        "unknown machine group lookup": (
+            lambda: groups.GetMachineGroup(
+                machine_group_pb2.GetMachineGroupRequest(name="no-such-group"), metadata=meta, timeout=10
+            ),
+            NOT_FOUND,
+            "no-such-group",
+        ),
+    }
+    wrong = {}
+    for case, (call, code, named) in cases.items():
+        try:
+            call()
+        except grpc.RpcError as error:
+            if error.code() != code or named not in error.details():
+                wrong[case] = (error.code(), error.details())
+        else:
+            wrong[case] = "succeeded"
+        # The server keeps serving after each bad call.
+        tasks.GetTask(task_pb2.GetTaskRequest(task_id=ended.id), metadata=meta, timeout=10)
+    assert wrong == {}

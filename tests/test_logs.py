@@ -1,0 +1,158 @@
+"""Task logs: every line exactly once and in order, streams apart, tails, files, chunks with offsets, resume."""
+
+from __future__ import annotations
+
+from collector import BackgroundCollector
+from programs import numbered_lines, python
+from tcp_proxy import TcpProxy
+from waiting import eventually
+
+import simplane
+from simplane._api.v1 import task_pb2, task_pb2_grpc
+
+STDOUT, STDERR = task_pb2.LOG_STREAM_STDOUT, task_pb2.LOG_STREAM_STDERR
+
+
+def texts(lines, stream: str = "stdout") -> list[str]:
+    return [line.text for line in lines if line.stream == stream]
+
+
+def tail(cluster, task_id: str, **request) -> list[task_pb2.TailLogsResponse]:
+    """Every frame of one TailLogs call."""
+    stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    frames = stub.TailLogs(
+        task_pb2.TailLogsRequest(task_id=task_id, **request), metadata=cluster.metadata(), timeout=60
+    )
+    return list(frames)
+
+
+def stream_bytes(frames, stream: int) -> bytes:
+    """The stream's bytes rebuilt from its chunks, checking that each chunk starts where the last ended."""
+    data = b""
+    chunks = [frame.chunk for frame in frames if frame.WhichOneof("frame") == "chunk" and frame.chunk.stream == stream]
+    if chunks:
+        data = b"\0" * chunks[0].offset
+    for chunk in chunks:
+        assert chunk.offset == len(data), (chunk.offset, len(data))
+        data += chunk.data
+    return data
+
+
+def test_twenty_thousand_lines_each_exactly_once_in_order(cluster) -> None:
+    task = cluster.client().tasks.submit(numbered_lines(20_000))
+    expected = [f"line {i}" for i in range(20_000)]
+    followed = list(task.logs(follow=True))
+    assert texts(followed) == expected
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    assert texts(task.logs()) == expected  # and again from the stored log
+
+
+def test_stdout_and_stderr_are_separate(cluster) -> None:
+    task = cluster.client().tasks.submit(
+        python("import sys\nfor i in range(100):\n    print(f'out {i}')\n    print(f'err {i}', file=sys.stderr)")
+    )
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    both = list(task.logs())
+    assert texts(both, "stdout") == [f"out {i}" for i in range(100)]
+    assert texts(both, "stderr") == [f"err {i}" for i in range(100)]
+    assert [line.text for line in task.logs(stream="stdout")] == [f"out {i}" for i in range(100)]
+    assert [line.text for line in task.logs(stream="stderr")] == [f"err {i}" for i in range(100)]
+    assert all(line.timestamp is not None for line in both)
+
+
+def test_line_offsets_are_byte_offsets(cluster) -> None:
+    task = cluster.client().tasks.submit(python("print('ab'); print('é'); print('c')"))
+    task.wait(timeout=30)
+    assert [(line.offset, line.text) for line in task.logs(stream="stdout")] == [(0, "ab"), (3, "é"), (6, "c")]
+
+
+def test_final_line_without_newline_is_delivered(cluster) -> None:
+    task = cluster.client().tasks.submit(python("import sys; sys.stdout.write('first\\nlast without newline')"))
+    assert texts(task.logs(follow=True)) == ["first", "last without newline"]
+    assert texts(task.logs()) == ["first", "last without newline"]
+
+
+def test_tail_returns_only_the_last_lines(cluster) -> None:
+    task = cluster.client().tasks.submit(numbered_lines(5000))
+    task.wait(timeout=30)
+    assert [line.text for line in task.logs(stream="stdout", lines=3)] == ["line 4997", "line 4998", "line 4999"]
+
+    frames = tail(cluster, task.id, cursors=[task_pb2.LogCursor(stream=STDOUT)], tail_lines=2)
+    chunks = [frame.chunk for frame in frames if frame.WhichOneof("frame") == "chunk"]
+    assert b"".join(chunk.data for chunk in chunks) == b"line 4998\nline 4999\n"
+    assert chunks[0].offset == sum(len(f"line {i}\n") for i in range(4998))
+
+
+def test_tail_from_an_offset(cluster) -> None:
+    task = cluster.client().tasks.submit(numbered_lines(1000))
+    task.wait(timeout=30)
+    whole = stream_bytes(tail(cluster, task.id, cursors=[task_pb2.LogCursor(stream=STDOUT)]), STDOUT)
+    assert whole == b"".join(f"line {i}\n".encode() for i in range(1000))
+    middle = len(whole) // 2
+    frames = tail(cluster, task.id, cursors=[task_pb2.LogCursor(stream=STDOUT, offset=middle)])
+    assert stream_bytes(frames, STDOUT)[middle:] == whole[middle:]
+
+
+def test_follow_sends_chunks_and_ends_with_the_exit_status(cluster) -> None:
+    task = cluster.client().tasks.submit(
+        python("import sys\nfor i in range(20000): print(i)\nprint('bye', file=sys.stderr)\nsys.exit(4)")
+    )
+    frames = tail(cluster, task.id, follow=True)
+    kinds = [frame.WhichOneof("frame") for frame in frames]
+    assert kinds[-1] == "end" and kinds.count("end") == 1
+    assert frames[-1].end.status == task_pb2.TASK_STATUS_FAILED
+    assert frames[-1].end.exit_code == 4
+    assert stream_bytes(frames, STDOUT) == b"".join(f"{i}\n".encode() for i in range(20000))
+    assert stream_bytes(frames, STDERR) == b"bye\n"
+    assert kinds.count("chunk") < 2000  # chunks, not one message per line
+
+
+def test_follow_of_an_ended_task_ends_at_once(cluster) -> None:
+    task = cluster.client().tasks.submit(["true"])
+    task.wait(timeout=30)
+    frames = tail(cluster, task.id, follow=True)
+    assert frames[-1].WhichOneof("frame") == "end"
+    assert frames[-1].end.status == task_pb2.TASK_STATUS_SUCCEEDED
+
+
+def test_a_file_in_the_working_dir_is_tailable_while_running(cluster) -> None:
+    writer = python(
+        "import time\n"
+        "with open('progress.log', 'w') as log:\n"
+        "    for i in range(3):\n"
+        "        log.write(f'step {i}\\n'); log.flush()\n"
+        "    print('written', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    task = cluster.client().tasks.submit(writer)
+    eventually(lambda: task.info().status == simplane.TaskStatus.RUNNING, timeout=30)
+    eventually(lambda: any(file.path == "progress.log" for file in task.list_files()), timeout=30)
+    eventually(
+        lambda: [line.text for line in task.logs(file="progress.log")] == ["step 0", "step 1", "step 2"], timeout=30
+    )
+    assert [line.text for line in task.logs(file="progress.log", lines=1)] == ["step 2"]
+    task.kill()
+    assert task.wait(timeout=30) == simplane.TaskStatus.KILLED
+
+
+def test_follower_resumes_after_the_connection_drops(cluster) -> None:
+    proxy = TcpProxy(cluster.address)
+    try:
+        client = cluster.client(address=proxy.address)
+        task = client.tasks.submit(numbered_lines(150, every=0.02))
+        follower = BackgroundCollector(task.logs(follow=True))
+        eventually(lambda: len(follower) >= 20, timeout=30)
+        proxy.drop()
+        eventually(lambda: proxy.connections >= 2, timeout=30)  # the client came back
+        assert texts(follower.join(timeout=60)) == [f"line {i}" for i in range(150)]
+        assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    finally:
+        proxy.close()
+
+
+def test_logs_of_a_running_task_snapshot_then_follow(cluster) -> None:
+    task = cluster.client().tasks.submit(python("import time\nprint('early', flush=True)\ntime.sleep(60)"))
+    eventually(lambda: texts(task.logs()) == ["early"], timeout=30)
+    task.kill()
+    assert texts(task.logs(follow=True)) == ["early"]
+    assert task.wait(timeout=30) == simplane.TaskStatus.KILLED
