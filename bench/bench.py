@@ -154,14 +154,21 @@ def log_latency(client: simplane.Client, seconds: float) -> dict:
 
 
 THROUGHPUT_PROGRAM = (
-    "import sys\nout = sys.stdout\nfor i in range({lines}):\n    out.write(f'{{i:09d}} ' + 'x' * 89 + '\\n')\n"
+    "import sys\n"
+    "write = sys.stdout.buffer.write\n"
+    "pad = b'x' * 89 + b'\\n'\n"
+    "for start in range(0, {lines}, 1000):\n"
+    "    write(b''.join(b'%09d ' % i + pad for i in range(start, min({lines}, start + 1000))))\n"
 )
 
 
 def log_throughput(client: simplane.Client, lines: int) -> dict:
     program = THROUGHPUT_PROGRAM.format(lines=lines)
     started = time.perf_counter()
-    subprocess.run(f'{sys.executable} -c "{program}" | cat > /dev/null', shell=True, check=True)
+    generator = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE)
+    subprocess.run(["cat"], stdin=generator.stdout, stdout=subprocess.DEVNULL, check=True)
+    generator.stdout.close()
+    generator.wait()
     floor = time.perf_counter() - started
 
     started = time.perf_counter()

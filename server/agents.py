@@ -12,6 +12,7 @@ from simplane._api.v1 import agent_pb2
 from simplane.server import errors
 
 _CLOSE = None  # put in an outbox to end the session's stream
+ACKS = "acks"  # put in an outbox to send the acknowledgements gathered since
 _request_ids = itertools.count(1)
 
 
@@ -26,11 +27,40 @@ class AgentSession:
     load: float = 0.0
     memory_total_bytes: int = 0
     memory_used_bytes: int = 0
-    outbox: asyncio.Queue[agent_pb2.ConnectResponse | None] = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[agent_pb2.ConnectResponse | str | None] = field(default_factory=asyncio.Queue)
     _replies: dict[str, asyncio.Queue] = field(default_factory=dict)
+    _update_acks: dict[str, int] = field(default_factory=dict)
+    _output_acks: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def send(self, message: agent_pb2.ConnectResponse) -> None:
         self.outbox.put_nowait(message)
+
+    def ack_update(self, task_id: str, seq: int) -> None:
+        """Acknowledgements wait in place until the stream is free, so a burst of them travels as few."""
+        self._queue_acks()
+        self._update_acks[task_id] = max(seq, self._update_acks.get(task_id, 0))
+
+    def ack_output(self, task_id: str, stream: int, offset: int) -> None:
+        self._queue_acks()
+        key = (task_id, stream)
+        self._output_acks[key] = max(offset, self._output_acks.get(key, 0))
+
+    def _queue_acks(self) -> None:
+        if not self._update_acks and not self._output_acks:
+            self.outbox.put_nowait(ACKS)
+
+    def take_acks(self) -> list[agent_pb2.ConnectResponse]:
+        acks = [
+            agent_pb2.ConnectResponse(output_ack=agent_pb2.OutputAck(task_id=task_id, stream=stream, offset=offset))
+            for (task_id, stream), offset in self._output_acks.items()
+        ]
+        acks.extend(
+            agent_pb2.ConnectResponse(update_ack=agent_pb2.TaskUpdateAck(task_id=task_id, seq=seq))
+            for task_id, seq in self._update_acks.items()
+        )
+        self._output_acks.clear()
+        self._update_acks.clear()
+        return acks
 
     def close(self) -> None:
         self.outbox.put_nowait(_CLOSE)

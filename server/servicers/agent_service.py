@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
 from simplane.server import errors
-from simplane.server.agents import AgentHub, AgentSession
+from simplane.server.agents import ACKS, AgentHub, AgentSession
 from simplane.server.auth import Authenticator, Caller
 from simplane.server.file_store import FileStore
 from simplane.server.log_store import LogStore
@@ -57,7 +57,11 @@ class AgentService(AgentServicerBase, agent_pb2_grpc.AgentServiceServicer):
             self._tasks.agent_ready(session)
             reader = asyncio.create_task(self._read(session, request_iterator))
             while (message := await session.outbox.get()) is not None:
-                yield message
+                if message is ACKS:
+                    for ack in session.take_acks():
+                        yield ack
+                else:
+                    yield message
         finally:
             if reader is not None:
                 reader.cancel()
@@ -97,22 +101,17 @@ class AgentService(AgentServicerBase, agent_pb2_grpc.AgentServiceServicer):
             size = self._logs.append(output.task_id, name, chunk.offset, chunk.data, chunk.time.ToNanoseconds())
         else:  # a resend for a task that already ended here: acknowledge what is stored
             size = self._logs.size(output.task_id, name)
-        session.send(
-            agent_pb2.ConnectResponse(
-                output_ack=agent_pb2.OutputAck(task_id=output.task_id, stream=chunk.stream, offset=size)
-            )
-        )
+        session.ack_output(output.task_id, chunk.stream, size)
 
     def _apply_update(self, session: AgentSession, update: agent_pb2.TaskUpdate) -> None:
-        ack = agent_pb2.ConnectResponse(update_ack=agent_pb2.TaskUpdateAck(task_id=update.task_id, seq=update.seq))
         stored = self._tasks.apply_update(session.agent_id, update)
         if stored is None:
-            session.send(ack)
+            session.ack_update(update.task_id, update.seq)
             return
 
         def acknowledge(done: asyncio.Future[None]) -> None:
             if not done.cancelled() and done.exception() is None:
-                session.send(ack)
+                session.ack_update(update.task_id, update.seq)
 
         stored.add_done_callback(acknowledge)
 
