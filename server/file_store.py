@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from simplane._api.v1 import storage_pb2
 from simplane.server import errors
+from simplane.server.log_store import tail_offset
 from simplane.server.store.database import Database
 from simplane.server.store.models import StoredFileRow
 
@@ -123,16 +124,9 @@ class FileStore:
             return handle.read(4 * CHUNK), size
 
     def tail_offset(self, owner: str, path: str, lines: int) -> int:
+        """Where the last `lines` lines of a stored file start, reading backwards only as far as needed."""
         with open(self._user_root(owner) / path, "rb") as handle:
-            data = handle.read()
-        wanted = lines + 1 if data.endswith(b"\n") else lines
-        position = len(data)
-        while wanted > 0:
-            position = data.rfind(b"\n", 0, position)
-            if position < 0:
-                return 0
-            wanted -= 1
-        return position + 1
+            return tail_offset(handle.fileno(), os.fstat(handle.fileno()).st_size, lines)
 
     async def delete(self, owner: str, prefix: str) -> int:
         files = await self.list(owner, prefix)

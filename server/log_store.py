@@ -153,26 +153,9 @@ class LogStore:
         return _RECORD.unpack(os.pread(state.index_fd, _RECORD.size, position * _RECORD.size))
 
     def tail_offset(self, task_id: str, stream: str, lines: int) -> int:
-        """The offset where the last `lines` lines start, reading backwards from the end only as far as needed."""
+        """The offset where the last `lines` lines of the stream start."""
         state = self._open(task_id, stream)
-        position = state.size
-        if position == 0 or lines <= 0:
-            return position
-        # A final newline ends the last line rather than starting an empty one.
-        wanted = lines + 1 if os.pread(state.data_fd, 1, position - 1) == b"\n" else lines
-        while position > 0:
-            start = max(0, position - _TAIL_BLOCK)
-            block = os.pread(state.data_fd, position - start, start)
-            index = len(block)
-            while True:
-                index = block.rfind(b"\n", 0, index)
-                if index < 0:
-                    break
-                wanted -= 1
-                if wanted == 0:
-                    return start + index + 1
-            position = start
-        return 0
+        return tail_offset(state.data_fd, state.size, lines)
 
     async def follow(
         self, task_id: str, stream: str, offset: int, ended: Callable[[], bool], idle: float
@@ -199,3 +182,22 @@ class LogStore:
                 yield []
             finally:
                 state.waiters.discard(waiter)
+
+
+def tail_offset(fd: int, size: int, lines: int) -> int:
+    """Where the last `lines` lines of the first `size` bytes of a file start, read backwards block by block."""
+    position = size
+    if position == 0 or lines <= 0:
+        return position
+    # A final newline ends the last line rather than starting an empty one.
+    wanted = lines + 1 if os.pread(fd, 1, position - 1) == b"\n" else lines
+    while position > 0:
+        start = max(0, position - _TAIL_BLOCK)
+        block = os.pread(fd, position - start, start)
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) >= 0:
+            wanted -= 1
+            if wanted == 0:
+                return start + index + 1
+        position = start
+    return 0

@@ -278,15 +278,22 @@ class Cluster:
         return self.client().machine_groups.create_agent_token(machine_group)
 
     def start_agent(
-        self, machine_group: str = "local", slots: int | None = None, token: str | None = None
+        self,
+        machine_group: str = "local",
+        slots: int | None = None,
+        token: str | None = None,
+        server: str | None = None,
     ) -> AgentProcess:
-        """Run `simplane agent` joined to this cluster, in its own session (with a new token by default)."""
+        """Run `simplane agent` joined to this cluster, in its own session (with a new token by default).
+
+        `server` is the address the agent dials instead of the cluster's, e.g. a TcpProxy's in front of it.
+        """
         name = f"agent-{len(self._agent_logs) + 1}"
         command = [
             *CLI,
             "agent",
             "--server",
-            self.address,
+            server or self.address,
             "--token",
             token or self.create_agent_token(machine_group),
             "--machine-group",

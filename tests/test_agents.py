@@ -1,15 +1,19 @@
-"""Agents: slots and CPUs, losing an agent, logs and outputs that outlive it, and `up` stopping its agents."""
+"""Agents: slots and CPUs, losing an agent, reconnecting one, logs and outputs that outlive it, `up` stopping its
+agents."""
 
 from __future__ import annotations
 
 from cluster import alive, descendants
+from collector import BackgroundCollector
 from programs import SLEEP_60, numbered_lines, python
+from tcp_proxy import TcpProxy
 from waiting import eventually
 
 import simplane
 from simplane._api.v1 import machine_group_pb2, machine_group_pb2_grpc
 
 RUNNING, QUEUED = simplane.TaskStatus.RUNNING, simplane.TaskStatus.QUEUED
+LINES = 150  # one every 20 ms: about 3 s
 
 
 def machines(cluster) -> list[machine_group_pb2.Machine]:
@@ -94,3 +98,31 @@ def test_sigterm_stops_up_and_its_agents(cluster) -> None:
     assert children  # the local agent
     assert cluster.stop() == 0
     eventually(lambda: descendants([cluster.server_pid]) == [] and not any(alive(c) for c in children), timeout=10)
+
+
+def test_an_agent_cut_off_from_the_server_reconnects_and_loses_no_line(cluster_factory) -> None:
+    # A 1 s heartbeat gives the agent 3 s of silence before it is lost: the cut below is far shorter.
+    cluster = cluster_factory(agents=0, env={"SIMPLANE_HEARTBEAT_INTERVAL": "1"})
+    proxy = TcpProxy(cluster.address)
+    try:
+        cluster.start_agent(server=proxy.address)
+        eventually(lambda: connected(cluster) == 1, timeout=20)
+        task = cluster.client().tasks.submit(numbered_lines(LINES, every=0.02))
+        follower = BackgroundCollector(task.logs(follow=True))  # straight to the server, not through the proxy
+        eventually(lambda: len(follower) >= 30, timeout=30)
+
+        proxy.cut()
+        eventually(lambda: connected(cluster) == 0, timeout=10)  # the server saw the agent go
+        eventually(lambda: proxy.refused >= 3, timeout=10)  # and the agent kept trying, with lines to hold back
+        assert len(follower) < LINES, "the task ended before the cut; the test proves nothing"
+        proxy.restore()
+        eventually(lambda: connected(cluster) == 1, timeout=10)
+        assert task.info().status == RUNNING, "the task ended while the agent was away; the test proves less"
+
+        lines = follower.join(timeout=60)
+        assert [line.text for line in lines if line.stream == "stdout"] == [f"line {i}" for i in range(LINES)]
+        assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+        assert [line.text for line in task.logs()] == [f"line {i}" for i in range(LINES)]  # stored once, too
+        assert proxy.connections >= 2
+    finally:
+        proxy.close()

@@ -1,4 +1,4 @@
-"""Auth: every call needs a valid key, and another user's task does not exist for you."""
+"""Auth: every call needs a valid key of the right kind, and another user's task does not exist for you."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import simplane
 from simplane._api.v1 import (
     account_pb2,
     account_pb2_grpc,
+    agent_pb2,
+    agent_pb2_grpc,
     machine_group_pb2,
     machine_group_pb2_grpc,
     task_pb2,
@@ -121,3 +123,32 @@ def test_up_writes_a_working_admin_key(cluster) -> None:
         account_pb2.WhoAmIRequest(), metadata=cluster.metadata(), timeout=10
     )
     assert me.user.admin
+
+
+def test_agent_tokens_and_user_keys_only_open_their_own_services(cluster) -> None:
+    agent_token = cluster.create_agent_token()
+    with pytest.raises(simplane.PermissionDenied, match="agent"):
+        cluster.client(api_key=agent_token).tasks.submit(["true"])
+    tasks = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    with pytest.raises(grpc.RpcError) as raised:
+        tasks.ListTasks(task_pb2.ListTasksRequest(), metadata=cluster.metadata(agent_token), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    agents = cluster.stub(agent_pb2_grpc.AgentServiceStub)
+
+    def connect(key: str, machine_group: str = "local") -> None:
+        hello = agent_pb2.AgentHello(agent_id="intruder", machine_group=machine_group, hostname="nowhere", slots=1)
+        responses = agents.Connect(
+            iter([agent_pb2.ConnectRequest(hello=hello)]), metadata=cluster.metadata(key), timeout=10
+        )
+        next(responses)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        connect(cluster.api_key)  # the admin's user key is still not an agent token
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, raised.value.details()
+    with pytest.raises(grpc.RpcError) as raised:
+        connect(agent_token, machine_group="elsewhere")  # a token joins only its own machine group
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, raised.value.details()
+
+    # Neither refusal disturbed the cluster.
+    assert cluster.client().tasks.submit(["true"]).wait(timeout=30) == simplane.TaskStatus.SUCCEEDED

@@ -2,18 +2,63 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
 
-from cluster import base_env, run_cli
+from cluster import CLI, READY_LINE, base_env, run_cli
 from programs import numbered_lines, python
 
 import simplane
 from simplane._api.v1 import account_pb2, account_pb2_grpc
 
 TASK_ID = re.compile(r"\bt-[0-9a-z]{26}\b")
+PIPES = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+
+
+class LineReader:
+    """Reads a long-running process's output lines in a thread, so that a test can wait for one with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def until(self, wanted: Callable[[str], bool], timeout: float) -> str:
+        """The first line (from here on) for which `wanted` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no such line within {timeout} s; lines: {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"the output ended without such a line; lines: {self.seen}")
+            self.seen.append(line)
+            if wanted(line):
+                return line
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started in its own session, with whatever it started, if it still runs."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def only_error_line(stderr: str) -> str:
@@ -212,3 +257,45 @@ def test_unreachable_server_is_one_error_line(cluster) -> None:
     done = run_cli("tasks", "list", env=env, timeout=60)
     assert done.returncode == 1
     only_error_line(done.stderr)
+
+
+def test_help_of_tasks_list_and_of_the_program_name_their_options() -> None:
+    done = run_cli("tasks", "list", "--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("--status", "--project", "--machine-group", "--limit", "--json", "--help"):
+        assert option in done.stdout, option
+    done = run_cli("--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("--version", "--help"):
+        assert option in done.stdout, option
+
+
+def test_up_refuses_a_public_address_without_auth(tmp_path) -> None:
+    env = {**base_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    command = [*CLI, "up", "--address", "0.0.0.0:0", "--http-address", "127.0.0.1:0", "--disable-auth"]
+    up = subprocess.Popen(command, env=env, cwd=tmp_path, text=True, start_new_session=True, **PIPES)
+    try:
+        stdout, stderr = up.communicate(timeout=30)
+    finally:
+        stop_group(up)
+    assert up.returncode == 1, (stdout, stderr)
+    assert not READY_LINE.search(stdout), stdout
+    line = only_error_line(stderr)
+    assert "0.0.0.0:0" in line and "auth" in line, line
+
+
+def test_tasks_watch_piped_prints_plain_lines_until_interrupted(cluster) -> None:
+    watch = subprocess.Popen(
+        [*CLI, "tasks", "watch"], env=cluster.env, cwd=cluster.root, text=True, start_new_session=True, **PIPES
+    )
+    try:
+        lines = LineReader(watch.stdout)
+        task = cluster.client().tasks.submit(["true"])
+        assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+        ended = lines.until(lambda line: task.id in line and "SUCCEEDED" in line, timeout=15)
+        assert "\x1b[" not in ended
+        watch.send_signal(signal.SIGINT)  # Ctrl-C, the way a watch is meant to end
+        assert watch.wait(timeout=5) == 0
+        assert "Traceback" not in watch.stderr.read()
+    finally:
+        stop_group(watch)

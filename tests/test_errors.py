@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from programs import SLEEP_60
 
 import simplane
 from simplane._api.v1 import machine_group_pb2, machine_group_pb2_grpc, task_pb2, task_pb2_grpc
@@ -115,3 +118,18 @@ def test_raw_calls_get_the_right_status_code(cluster) -> None:
         # The server keeps serving after each bad call.
         tasks.GetTask(task_pb2.GetTaskRequest(task_id=ended.id), metadata=meta, timeout=10)
     assert wrong == {}
+
+
+def test_submits_past_the_active_task_limit_are_resource_exhausted(cluster_factory) -> None:
+    cluster = cluster_factory(agents=0, env={"SIMPLANE_MAX_ACTIVE_TASKS": "2"})  # no agent: tasks stay queued
+    client = cluster.client()
+    queued = [client.tasks.submit(SLEEP_60) for _ in range(2)]
+    with pytest.raises(simplane.ResourceExhausted) as raised:
+        client.tasks.submit(SLEEP_60)
+    assert re.search(r"\b2\b", raised.value.message) and "active" in raised.value.message, raised.value.message
+
+    # The server keeps serving, and a slot freed by an ended task can be used again.
+    assert [task.info().status for task in queued] == [simplane.TaskStatus.QUEUED] * 2
+    queued[0].kill()
+    assert queued[0].wait(timeout=30) == simplane.TaskStatus.KILLED
+    assert client.tasks.submit(SLEEP_60).info().status == simplane.TaskStatus.QUEUED

@@ -156,3 +156,31 @@ def test_logs_of_a_running_task_snapshot_then_follow(cluster) -> None:
     task.kill()
     assert texts(task.logs(follow=True)) == ["early"]
     assert task.wait(timeout=30) == simplane.TaskStatus.KILLED
+
+
+def test_a_stalled_reader_blocks_neither_the_task_nor_other_readers(cluster, tmp_path) -> None:
+    go = tmp_path / "go"
+    count, padding = 50_000, "x" * 90  # about 5 MB: far more than the stalled stream's flow-control windows
+    task = cluster.client().tasks.submit(
+        python(
+            "import os, sys, time\n"
+            f"deadline = time.monotonic() + 30\n"
+            f"while not os.path.exists({str(go)!r}):\n"
+            "    if time.monotonic() > deadline: sys.exit('no go')\n"
+            "    time.sleep(0.005)\n"
+            f"sys.stdout.write(''.join(f'line {{i}} {padding}\\n' for i in range({count})))\n"
+        )
+    )
+    stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    stalled = stub.TailLogs(
+        task_pb2.TailLogsRequest(task_id=task.id, follow=True), metadata=cluster.metadata(), timeout=60
+    )  # never read
+    try:
+        follower = BackgroundCollector(task.logs(follow=True, stream="stdout"))
+        go.touch()  # both readers are there before the task prints
+        assert [line.text for line in follower.join(timeout=60)] == [f"line {i} {padding}" for i in range(count)]
+        assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+        assert stalled.running()  # it really did stay open and unread all along
+    finally:
+        stalled.cancel()
+    assert task.info().exit_code == 0  # the server serves on after the stalled call went away
