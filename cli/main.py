@@ -79,7 +79,7 @@ def up(
         typer.Option(
             envvar="SIMPLANE_HTTP_ADDRESS",
             metavar="HOST:PORT",
-            help="Where the web console and gRPC-web are served.",
+            help="Where the status page is served (the web console and gRPC-web will be served here).",
         ),
     ] = "127.0.0.1:8080",
     data_dir: Annotated[
@@ -166,7 +166,9 @@ def agent(
     ] = None,
     work_dir: Annotated[
         Path | None,
-        typer.Option(metavar="DIR", show_default="a temporary directory", help="Where task working directories go."),
+        typer.Option(
+            metavar="DIR", show_default="$XDG_DATA_HOME/simplane/agent", help="Where task working directories go."
+        ),
     ] = None,
 ) -> None:
     """Run an agent that takes tasks of a machine group.

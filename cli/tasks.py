@@ -202,7 +202,7 @@ def tail(
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the task ends.")
     ] = False,
     lines: Annotated[
-        int | None, typer.Option("--lines", "-n", min=0, metavar="N", help="Start with the last N lines.")
+        int | None, typer.Option("--lines", "-n", min=1, metavar="N", help="Start with the last N lines.")
     ] = None,
     stdout_only: Annotated[bool, typer.Option("--stdout", help="Only the task's stdout.")] = False,
     stderr_only: Annotated[bool, typer.Option("--stderr", help="Only the task's stderr.")] = False,

@@ -13,6 +13,8 @@ from simplane.server import errors
 
 _CLOSE = None  # put in an outbox to end the session's stream
 ACKS = "acks"  # put in an outbox to send the acknowledgements gathered since
+_OVERFLOW = object()  # a relayed file read outran its reader
+READ_WINDOW = 64  # FileData frames (up to 64 KiB each) held for one reader
 _request_ids = itertools.count(1)
 
 
@@ -84,50 +86,68 @@ class AgentSession:
             try:
                 listing = await asyncio.wait_for(replies.get(), timeout)
             except TimeoutError:
-                raise errors.FailedPrecondition(f"machine {self.agent_id} did not answer in time") from None
+                raise errors.Unavailable(f"machine {self.agent_id} did not answer in time") from None
         finally:
             del self._replies[request_id]
         if listing is _CLOSE:
-            raise errors.FailedPrecondition(f"machine {self.agent_id} disconnected")
+            raise errors.Unavailable(f"machine {self.agent_id} disconnected")
         return listing
 
     async def read_file(
         self, task_id: str, path: str, offset: int, tail_lines: int, follow: bool
     ) -> AsyncIterator[agent_pb2.FileData]:
-        """FileData frames from the agent until eof; cancels the read on the agent if the caller goes away."""
-        request_id = str(next(_request_ids))
-        replies: asyncio.Queue = asyncio.Queue(maxsize=0)
-        self._replies[request_id] = replies
-        finished = False
-        try:
-            self.send(
-                agent_pb2.ConnectResponse(
-                    read_file=agent_pb2.ReadFileCommand(
-                        request_id=request_id,
-                        task_id=task_id,
-                        path=path,
-                        offset=offset,
-                        tail_lines=tail_lines,
-                        follow=follow,
-                    )
-                )
+        """FileData frames from the agent until eof; cancels the read on the agent if the caller goes away.
+
+        At most READ_WINDOW frames wait here for a slow caller. Past that the agent's read is cancelled and,
+        once the caller has taken what waits, started again from where it got to: memory stays bounded and the
+        caller sees one unbroken stream.
+        """
+        while True:
+            request_id = str(next(_request_ids))
+            replies: asyncio.Queue = asyncio.Queue()
+            self._replies[request_id] = _Window(replies, READ_WINDOW)
+            finished = False
+            command = agent_pb2.ReadFileCommand(
+                request_id=request_id, task_id=task_id, path=path, offset=offset, tail_lines=tail_lines, follow=follow
             )
-            while True:
-                frame = await replies.get()
-                if frame is _CLOSE:
-                    finished = True
-                    raise errors.FailedPrecondition(f"machine {self.agent_id} disconnected")
-                if frame.error:
-                    finished = True
-                    raise errors.NotFound(f"file {path!r} of task {task_id}: {frame.error}")
-                yield frame
-                if frame.eof:
-                    finished = True
-                    return
-        finally:
-            del self._replies[request_id]
-            if not finished:
-                self.send(agent_pb2.ConnectResponse(cancel_read=agent_pb2.CancelReadCommand(request_id=request_id)))
+            try:
+                self.send(agent_pb2.ConnectResponse(read_file=command))
+                while True:
+                    frame = await replies.get()
+                    if frame is _OVERFLOW:
+                        break
+                    if frame is _CLOSE:
+                        finished = True
+                        raise errors.Unavailable(f"machine {self.agent_id} disconnected")
+                    if frame.error:
+                        finished = True
+                        raise errors.NotFound(f"file {path!r} of task {task_id}: {frame.error}")
+                    yield frame
+                    offset, tail_lines = frame.offset + len(frame.data), 0
+                    if frame.eof:
+                        finished = True
+                        return
+            finally:
+                del self._replies[request_id]
+                if not finished:
+                    self.send(agent_pb2.ConnectResponse(cancel_read=agent_pb2.CancelReadCommand(request_id=request_id)))
+
+
+class _Window:
+    """A reply queue holding at most `limit` frames; one more turns it into an overflow marker, then it drops all."""
+
+    def __init__(self, queue: asyncio.Queue, limit: int) -> None:
+        self._queue = queue
+        self._limit = limit
+        self._overflowed = False
+
+    def put_nowait(self, item: object) -> None:
+        if self._overflowed:
+            return
+        if self._queue.qsize() >= self._limit and item is not _CLOSE:
+            self._overflowed = True
+            item = _OVERFLOW
+        self._queue.put_nowait(item)
 
 
 class AgentHub:

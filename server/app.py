@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +54,8 @@ class ServerSettings:
     database_url: str
     disable_auth: bool = False
     # How often agents and idle streams send heartbeats; an agent silent for three intervals is lost.
-    heartbeat_interval: float = float(os.environ.get("SIMPLANE_HEARTBEAT_INTERVAL", "5"))
-    max_active_tasks: int = int(os.environ.get("SIMPLANE_MAX_ACTIVE_TASKS", "10000"))
+    heartbeat_interval: float = 5.0
+    max_active_tasks: int = 10_000
 
 
 class ServerApp:
@@ -80,6 +79,7 @@ class ServerApp:
             self.hub,
             self.logs,
             self.groups,
+            self.files,
             max_active_tasks=settings.max_active_tasks,
         )
         self.task_files = TaskFiles(self.hub, self.files)
@@ -114,12 +114,15 @@ class ServerApp:
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
             AgentService(self.authenticator, self.tasks, self.hub, self.logs, self.files), server
         )
-        storage_pb2_grpc.add_StorageServiceServicer_to_server(StorageService(self.authenticator, self.files), server)
+        storage_pb2_grpc.add_StorageServiceServicer_to_server(
+            StorageService(self.authenticator, self.files, self.tasks), server
+        )
         account_pb2_grpc.add_AccountServiceServicer_to_server(
             AccountService(self.authenticator, self.accounts, self.tasks), server
         )
         machine_group_pb2_grpc.add_MachineGroupServiceServicer_to_server(
-            MachineGroupService(self.authenticator, self.groups, self.hub, self.scheduler, self.accounts), server
+            MachineGroupService(self.authenticator, self.groups, self.hub, self.scheduler, self.accounts, self.tasks),
+            server,
         )
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

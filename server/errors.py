@@ -44,3 +44,7 @@ class ResourceExhausted(DomainError):
 
 class OutOfRange(DomainError):
     pass
+
+
+class Unavailable(DomainError):
+    """Something needed is away for now (an agent reconnecting): the caller may retry."""

@@ -112,14 +112,7 @@ class EventStream:
         try:
             while self._pending.events:
                 batch, self._pending = self._pending, _Pending()
-                try:
-                    await self._database.run(_write, batch)
-                except Exception as error:  # the database is gone: every waiter hears of it
-                    log.exception("storing %d task changes failed", len(batch.events))
-                    for done in batch.done:
-                        if not done.done():
-                            done.set_exception(error)
-                    continue
+                await self._store(batch)
                 self.head = batch.changes[-1].revision
                 for change in batch.changes:
                     if change.task.status in task_states.TERMINAL:
@@ -135,6 +128,19 @@ class EventStream:
                         done.set_result(None)
         finally:
             self._flushing = None
+
+    async def _store(self, batch: _Pending) -> None:
+        """Commits a batch, retrying while the database is away: the changes are already live in memory, so
+        giving up would leave the two apart. Nobody is told of them until they are stored."""
+        delay = 0.05
+        while True:
+            try:
+                await self._database.run(_write, batch)
+                return
+            except Exception:
+                log.exception("storing %d task changes failed; retrying in %.1f s", len(batch.events), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def settled(self) -> None:
         """Waits until everything recorded so far is committed."""

@@ -142,16 +142,18 @@ class FileStore:
         )
         return len(files)
 
-    async def usage(self, owner: str) -> int:
-        return sum(f.size for f in await self.list(owner, ""))
-
 
 class _Incoming:
     def __init__(self, root: Path, prefix: str, path: str, mode: int) -> None:
         self.path = path
         self.relative = prefix + path
         self.target = root / self.relative
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise errors.InvalidArgument("chunk.path", f"{self.relative!r}: a parent of it is a file") from None
+        if self.target.is_dir():
+            raise errors.InvalidArgument("chunk.path", f"{self.relative!r} is a directory")
         fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".upload-")
         self.temp = Path(name)
         self.handle = os.fdopen(fd, "wb")

@@ -12,6 +12,7 @@ import asyncio
 import os
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +50,14 @@ class _Stream:
 class LogStore:
     def __init__(self, root: Path) -> None:
         self._root = root
-        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._streams: OrderedDict[tuple[str, str], _Stream] = OrderedDict()  # least recently used first
 
     def _open(self, task_id: str, stream: str) -> _Stream:
         key = (task_id, stream)
         opened = self._streams.get(key)
-        if opened is None:
+        if opened is not None:
+            self._streams.move_to_end(key)
+        else:
             self._evict()
             folder = self._root / task_id
             folder.mkdir(parents=True, exist_ok=True)
@@ -97,15 +100,14 @@ class LogStore:
                 state.wake()
 
     def _evict(self) -> None:
-        """Keeps the number of open files bounded: closes streams nobody waits on, oldest first."""
+        """Keeps the number of open files bounded: closes the least recently used streams nobody waits on."""
         if len(self._streams) < MAX_OPEN_STREAMS:
             return
-        for key in list(self._streams)[: MAX_OPEN_STREAMS // 4]:
-            state = self._streams[key]
-            if not state.waiters:
-                del self._streams[key]
-                os.close(state.data_fd)
-                os.close(state.index_fd)
+        idle = [key for key, state in self._streams.items() if not state.waiters]
+        for key in idle[: MAX_OPEN_STREAMS // 4]:
+            state = self._streams.pop(key)
+            os.close(state.data_fd)
+            os.close(state.index_fd)
 
     def close(self) -> None:
         for state in self._streams.values():

@@ -42,6 +42,8 @@ class LogTail:
                 raise errors.InvalidArgument("cursors.offset", "must not be negative")
             if cursor.stream not in (*_STREAM_NAMES, L.LOG_STREAM_FILE):
                 raise errors.InvalidArgument("cursors.stream", "must be STDOUT, STDERR or FILE")
+        if len({c.stream for c in cursors}) < len(cursors):
+            raise errors.InvalidArgument("cursors", "names a stream more than once")
         files = [c for c in cursors if c.stream == L.LOG_STREAM_FILE]
         if files:
             if len(cursors) > 1:

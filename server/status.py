@@ -7,6 +7,7 @@ caller, which the method receives as its last argument, and domain errors become
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,9 +24,11 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def status_code(error: errors.DomainError) -> grpc.StatusCode:
@@ -46,6 +49,10 @@ def unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         except errors.DomainError as error:
             await context.abort(status_code(error), error.message)
             raise  # abort raises; this line is never reached
+        except Exception:
+            log.exception("%s failed", method.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+            raise
 
     return wrapper
 
@@ -61,5 +68,8 @@ def streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIte
                 yield response
         except errors.DomainError as error:
             await context.abort(status_code(error), error.message)
+        except Exception:
+            log.exception("%s failed", method.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
 
     return wrapper

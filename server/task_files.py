@@ -27,7 +27,7 @@ class TaskFiles:
             return None
         session = self._hub.session(task.machine_id)
         if session is None:
-            raise errors.FailedPrecondition(f"machine {task.machine_id} running task {task.id} is not connected")
+            raise errors.Unavailable(f"machine {task.machine_id} running task {task.id} is not connected")
         return session
 
     async def list(self, task: TaskRecord) -> task_pb2.ListTaskFilesResponse:

@@ -27,21 +27,6 @@ def name(status: int) -> str:
     return S.Name(status).removeprefix("TASK_STATUS_")
 
 
-def parse(text: str) -> int:
-    """A status from its short or full name, case-insensitive; ValueError when unknown."""
-    full = text.upper()
-    if not full.startswith("TASK_STATUS_"):
-        full = "TASK_STATUS_" + full
-    value = S.Value(full)
-    if value == S.TASK_STATUS_UNSPECIFIED:
-        raise ValueError(text)
-    return value
-
-
-def is_terminal(status: int) -> bool:
-    return status in TERMINAL
-
-
 def advances(current: int, new: int) -> bool:
     """Whether moving from current to new goes forward (terminal statuses end everything)."""
     if current in TERMINAL:

@@ -45,8 +45,13 @@ class TaskWatch:
                 and (not request.machine_group or task.machine_group == request.machine_group)
             )
 
+        if task_ids:
+            await self._require_owned(caller.user, task_ids)
         subscription = Subscription(caller.user, accepts, task_ids)
         self._events.subscribe(subscription)
+        # Subscribed before the snapshot or the replay is read, so the live feed continues where they end; the
+        # database is read again only if the watcher falls behind the feed.
+        catching_up = request.since_revision > 0
         try:
             if request.since_revision == 0:
                 tasks, last = await self._snapshot(caller.user, request, task_ids)
@@ -56,8 +61,8 @@ class TaskWatch:
             else:
                 last = request.since_revision
             while True:
-                if subscription.overflowed or (last < self._events.head and subscription.queue.empty()):
-                    # Catch up from the database: the watcher fell behind, or is resuming.
+                if catching_up or subscription.overflowed:
+                    catching_up = False
                     self._events.unsubscribe(subscription)
                     subscription = Subscription(caller.user, accepts, task_ids)
                     self._events.subscribe(subscription)
@@ -74,6 +79,8 @@ class TaskWatch:
                 try:
                     change = await asyncio.wait_for(subscription.queue.get(), self._heartbeat)
                 except TimeoutError:
+                    if subscription.queue.empty() and not subscription.overflowed:
+                        last = max(last, self._events.head)  # everything up to head that matches was sent
                     yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_HEARTBEAT, revision=last)
                     continue
                 if change.revision <= last:
@@ -82,6 +89,20 @@ class TaskWatch:
                 last = change.revision
         finally:
             self._events.unsubscribe(subscription)
+
+    async def _require_owned(self, owner: str, task_ids: frozenset[str]) -> None:
+        """Watching a task that is not the caller's is NOT_FOUND, as for every other call."""
+        latest = self._events.latest
+        unknown = {i for i in task_ids if i not in latest or latest[i].task.owner != owner}
+        if unknown:
+            stored = await self._database.run(
+                lambda s: set(
+                    s.execute(select(TaskRow.id).where(TaskRow.owner == owner, TaskRow.id.in_(unknown))).scalars()
+                )
+            )
+            missing = sorted(unknown - stored)
+            if missing:
+                raise errors.NotFound(f"task {missing[0]!r} not found")
 
     async def _snapshot(
         self, owner: str, request: task_pb2.WatchTasksRequest, task_ids: frozenset[str]

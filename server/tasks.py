@@ -20,6 +20,7 @@ from simplane.server import errors, task_states
 from simplane.server.agents import AgentHub, AgentSession
 from simplane.server.auth import Caller
 from simplane.server.event_stream import Change, EventStream
+from simplane.server.file_store import FileStore, check_path
 from simplane.server.ids import new_task_id
 from simplane.server.log_store import LogStore
 from simplane.server.machine_groups import MachineGroups
@@ -45,9 +46,11 @@ class TaskRegistry:
         hub: AgentHub,
         logs: LogStore,
         groups: MachineGroups,
+        files: FileStore,
         *,
         max_active_tasks: int,
     ) -> None:
+        self._files = files
         self._database = database
         self.events = events
         self._scheduler = scheduler
@@ -109,7 +112,11 @@ class TaskRegistry:
             )
         input_bytes = input_files = 0
         if request.inputs:
-            input_files, input_bytes = await self._inputs_size(caller.user, request.inputs)
+            check_path("inputs", request.inputs, prefix=True)
+            stored = await self._files.list(caller.user, request.inputs)
+            if not stored:
+                raise errors.NotFound(f"inputs: no files under {request.inputs!r}")
+            input_files, input_bytes = len(stored), sum(f.size for f in stored)
         now = time.time()
         task = TaskRecord(
             id=new_task_id(),
@@ -137,32 +144,12 @@ class TaskRegistry:
         await recorded.committed
         return recorded.task
 
-    async def _inputs_size(self, owner: str, prefix: str) -> tuple[int, int]:
-        from simplane.server.store.models import StoredFileRow
-
-        def count(session) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-            sizes = (
-                session.execute(
-                    select(StoredFileRow.size).where(
-                        StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            return len(sizes), sum(sizes)
-
-        files, size = await self._database.run(count)
-        if files == 0:
-            raise errors.NotFound(f"inputs: no files under {prefix!r}")
-        return files, size
-
     async def get(self, caller: Caller, task_id: str) -> TaskRecord:
         if not task_id:
             raise errors.InvalidArgument("task_id", "must not be empty")
         task = self.active.get(task_id) or self._ending.get(task_id)
         if task is None:
-            row = await self._database.run(lambda s: s.get(TaskRow, task_id)) if task_id else None
+            row = await self._database.run(lambda s: s.get(TaskRow, task_id))
             task = TaskRecord.from_row(row) if row is not None else None
         if task is None or task.owner != caller.user:
             raise errors.NotFound(f"task {task_id!r} not found")
@@ -206,6 +193,8 @@ class TaskRegistry:
         return task.to_proto()
 
     async def _stop(self, task: TaskRecord, status: int, reason: str, grace: float) -> None:
+        if task.id not in self.active or task.terminal:
+            return
         if task.status in task_states.ON_MACHINE:
             kill = agent_pb2.TaskKill(
                 task_id=task.id,
@@ -231,13 +220,10 @@ class TaskRegistry:
         welcome.heartbeat_interval.FromNanoseconds(int(self._hub.heartbeat_interval * 1e9))
         held_ids = {h.task_id for h in held}
         for task_id in held_ids:
+            # A held task the server no longer runs here (it ended, or was declared lost) gets no resume: the
+            # agent then stops and drops it. An ended task's output was all stored before its end was.
             task = self.active.get(task_id)
-            if task is None:
-                row = await self._database.run(lambda s, i=task_id: s.get(TaskRow, i))
-                if row is None or row.machine_id != session.agent_id:
-                    continue
-                task = TaskRecord.from_row(row)
-            elif task.machine_id != session.agent_id:
+            if task is None or task.machine_id != session.agent_id:
                 continue
             welcome.resumes.append(
                 agent_pb2.TaskResume(
@@ -330,6 +316,8 @@ class TaskRegistry:
         return TaskRecord.from_row(row)
 
     async def _lose(self, task: TaskRecord, reason: str) -> None:
+        if task.id not in self.active or task.terminal:
+            return
         task.error = reason
         task.move(task_states.LOST, time.time(), reason)
         await self._finish(task)

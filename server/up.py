@@ -9,11 +9,15 @@ import os
 import signal
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from simplane._config import config_path
 from simplane.server.auth import AGENT_KEY, USER_KEY
 
+T = TypeVar("T", int, float)
 ADMIN = "admin"
 AGENT_START_TIMEOUT = 15.0
 
@@ -40,16 +44,24 @@ def run_up(options: UpOptions) -> int:
         return 1
 
 
-def config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "simplane" / "config.toml"
-
-
 def _split_address(flag: str, address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UpError(f"{flag} must be HOST:PORT, got {address!r}")
     return host.strip("[]"), int(port)
+
+
+def _number_from_env(name: str, default: T, kind: Callable[[str], T]) -> T:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise UpError(f"{name} must be a number, got {text!r}") from None
+    if value <= 0:  # type: ignore[operator]
+        raise UpError(f"{name} must be above zero, got {text!r}")
+    return value
 
 
 def _is_loopback(host: str) -> bool:
@@ -79,6 +91,8 @@ async def _up(options: UpOptions) -> int:
         data_dir=data_dir,
         database_url=options.database_url or sqlite_url(str(data_dir / "simplane.db")),
         disable_auth=options.disable_auth,
+        heartbeat_interval=_number_from_env("SIMPLANE_HEARTBEAT_INTERVAL", 5.0, float),
+        max_active_tasks=_number_from_env("SIMPLANE_MAX_ACTIVE_TASKS", 10_000, int),
     )
     app = ServerApp(settings)
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from simplane._api.v1 import account_pb2, account_pb2_grpc
 from simplane.server.accounts import Accounts
 from simplane.server.auth import Authenticator, Caller
-from simplane.server.servicers.base import UserServicer
+from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import unary
 from simplane.server.tasks import TaskRegistry
 
 
-class AccountService(UserServicer, account_pb2_grpc.AccountServiceServicer):
+class AccountService(AuthorizedServicer, account_pb2_grpc.AccountServiceServicer):
     def __init__(self, authenticator: Authenticator, accounts: Accounts, tasks: TaskRegistry) -> None:
         super().__init__(authenticator)
         self._accounts = accounts

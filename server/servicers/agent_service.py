@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
 from simplane.server import errors
 from simplane.server.agents import ACKS, AgentHub, AgentSession
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import AGENT_KEY, Authenticator, Caller
 from simplane.server.file_store import FileStore
 from simplane.server.log_store import LogStore
-from simplane.server.servicers.base import AgentServicerBase
+from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import streaming, unary
 from simplane.server.task_files import outputs_prefix
 from simplane.server.task_record import TaskRecord
@@ -22,7 +22,9 @@ from simplane.server.tasks import TaskRegistry
 _STREAMS = {1: "stdout", 2: "stderr"}
 
 
-class AgentService(AgentServicerBase, agent_pb2_grpc.AgentServiceServicer):
+class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
+    key_kind = AGENT_KEY
+
     def __init__(
         self, authenticator: Authenticator, tasks: TaskRegistry, hub: AgentHub, logs: LogStore, files: FileStore
     ) -> None:
@@ -99,8 +101,8 @@ class AgentService(AgentServicerBase, agent_pb2_grpc.AgentServiceServicer):
         task = self._tasks.active.get(output.task_id)
         if task is not None and task.machine_id == session.agent_id and task.attempt == output.attempt:
             size = self._logs.append(output.task_id, name, chunk.offset, chunk.data, chunk.time.ToNanoseconds())
-        else:  # a resend for a task that already ended here: acknowledge what is stored
-            size = self._logs.size(output.task_id, name)
+        else:  # a resend for a task that ended (all its output was stored first): take it as stored
+            size = chunk.offset + len(chunk.data)
         session.ack_output(output.task_id, chunk.stream, size)
 
     def _apply_update(self, session: AgentSession, update: agent_pb2.TaskUpdate) -> None:

@@ -10,11 +10,12 @@ from simplane.server.agents import AgentHub
 from simplane.server.auth import Authenticator, Caller
 from simplane.server.machine_groups import MachineGroups
 from simplane.server.scheduler import Scheduler
-from simplane.server.servicers.base import UserServicer
+from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import unary
+from simplane.server.tasks import TaskRegistry
 
 
-class MachineGroupService(UserServicer, machine_group_pb2_grpc.MachineGroupServiceServicer):
+class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGroupServiceServicer):
     def __init__(
         self,
         authenticator: Authenticator,
@@ -22,8 +23,10 @@ class MachineGroupService(UserServicer, machine_group_pb2_grpc.MachineGroupServi
         hub: AgentHub,
         scheduler: Scheduler,
         accounts: Accounts,
+        tasks: TaskRegistry,
     ) -> None:
         super().__init__(authenticator)
+        self._tasks = tasks
         self._groups = groups
         self._hub = hub
         self._scheduler = scheduler
@@ -46,6 +49,10 @@ class MachineGroupService(UserServicer, machine_group_pb2_grpc.MachineGroupServi
         )
         group.create_time.FromNanoseconds(int(row.created_at * 1e9))
         return group
+
+    def _owns(self, caller: Caller, task_id: str) -> bool:
+        task = self._tasks.active.get(task_id)
+        return task is not None and task.owner == caller.user
 
     @unary
     async def CreateMachineGroup(self, request, context, caller: Caller):
@@ -80,7 +87,9 @@ class MachineGroupService(UserServicer, machine_group_pb2_grpc.MachineGroupServi
                 state=pb.MACHINE_STATE_CONNECTED,
                 slots=session.slots,
                 used_slots=capacity.used if capacity else 0,
-                running_task_ids=sorted(capacity.task_ids) if capacity else [],
+                running_task_ids=sorted(
+                    task_id for task_id in (capacity.task_ids if capacity else ()) if self._owns(caller, task_id)
+                ),
                 load=session.load,
                 memory_total_bytes=session.memory_total_bytes,
                 memory_used_bytes=session.memory_used_bytes,

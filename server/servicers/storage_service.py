@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import storage_pb2, storage_pb2_grpc
+from simplane.server import errors
 from simplane.server.auth import Authenticator, Caller
 from simplane.server.file_store import FileStore, check_path
-from simplane.server.servicers.base import UserServicer
+from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import streaming, unary
+from simplane.server.tasks import TaskRegistry
 
 
-class StorageService(UserServicer, storage_pb2_grpc.StorageServiceServicer):
-    def __init__(self, authenticator: Authenticator, files: FileStore) -> None:
+class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer):
+    def __init__(self, authenticator: Authenticator, files: FileStore, tasks: TaskRegistry) -> None:
         super().__init__(authenticator)
         self._files = files
+        self._tasks = tasks
 
     @unary
     async def UploadFiles(self, request_iterator, context, caller: Caller):
@@ -35,6 +38,11 @@ class StorageService(UserServicer, storage_pb2_grpc.StorageServiceServicer):
     @streaming
     async def DownloadFiles(self, request, context, caller: Caller) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:
         prefix = check_path("prefix", request.prefix, prefix=True)
+        if prefix.startswith("tasks/"):
+            # A task's outputs: the task must be the caller's, and ended (outputs arrive as it finishes).
+            task = await self._tasks.get(caller, prefix.split("/")[1])
+            if not task.terminal:
+                raise errors.FailedPrecondition(f"task {task.id} has not ended: its outputs are stored as it ends")
         files = await self._files.list(caller.user, prefix)
         for chunk in self._files.chunks(caller.user, files, prefix):
             yield storage_pb2.DownloadFilesResponse(chunk=chunk)

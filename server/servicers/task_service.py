@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator
 from simplane._api.v1 import task_pb2, task_pb2_grpc
 from simplane.server.auth import Authenticator, Caller
 from simplane.server.log_tail import LogTail
-from simplane.server.servicers.base import UserServicer
+from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import streaming, unary
 from simplane.server.task_files import TaskFiles
 from simplane.server.task_watch import TaskWatch
 from simplane.server.tasks import TaskRegistry
 
 
-class TaskService(UserServicer, task_pb2_grpc.TaskServiceServicer):
+class TaskService(AuthorizedServicer, task_pb2_grpc.TaskServiceServicer):
     def __init__(
         self, authenticator: Authenticator, tasks: TaskRegistry, watch: TaskWatch, tail: LogTail, files: TaskFiles
     ) -> None:
