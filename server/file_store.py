@@ -6,11 +6,12 @@ anything, so a broken upload never leaves a half file behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import delete, select
@@ -67,9 +68,9 @@ class FileStore:
                 check_path("chunk.path", chunk.path)
                 current = _Incoming(root, prefix, chunk.path, chunk.mode)
             try:
-                current.write(chunk.offset, chunk.data)
+                await asyncio.to_thread(current.write, chunk.offset, chunk.data)
                 if chunk.sha256:
-                    size = current.finish(chunk.sha256)
+                    size = await asyncio.to_thread(current.finish, chunk.sha256)
                     await self._database.run(_record, owner, current.relative, size, chunk.sha256)
                     files += 1
                     total += size
@@ -93,7 +94,7 @@ class FileStore:
             )
         )
 
-    def chunks(self, owner: str, files: list[StoredFileRow], strip: str) -> Iterator[storage_pb2.FileChunk]:
+    async def chunks(self, owner: str, files: list[StoredFileRow], strip: str) -> AsyncIterator[storage_pb2.FileChunk]:
         """Each file as chunks, paths relative to `strip`; the last chunk of each carries its SHA-256."""
         root = self._user_root(owner)
         for stored in files:
@@ -103,7 +104,7 @@ class FileStore:
                 mode = os.fstat(handle.fileno()).st_mode & 0o777
                 offset = 0
                 while True:
-                    data = handle.read(CHUNK)
+                    data = await asyncio.to_thread(handle.read, CHUNK)
                     last = offset + len(data) >= stored.size
                     yield storage_pb2.FileChunk(
                         path=relative,
@@ -131,8 +132,12 @@ class FileStore:
     async def delete(self, owner: str, prefix: str) -> int:
         files = await self.list(owner, prefix)
         root = self._user_root(owner)
-        for stored in files:
-            (root / stored.path).unlink(missing_ok=True)
+
+        def unlink_all() -> None:
+            for stored in files:
+                (root / stored.path).unlink(missing_ok=True)
+
+        await asyncio.to_thread(unlink_all)
         await self._database.run(
             lambda s: s.execute(
                 delete(StoredFileRow).where(

@@ -49,7 +49,9 @@ class LogTail:
             if len(cursors) > 1:
                 raise errors.InvalidArgument("cursors", "a FILE cursor cannot be combined with other streams")
             check_path("file", request.file)
-            frames = self._files.tail(task, request.file, files[0].offset, request.tail_lines, request.follow)
+            frames = self._heartbeats(
+                self._files.tail(task, request.file, files[0].offset, request.tail_lines, request.follow)
+            )
         else:
             if request.file:
                 raise errors.InvalidArgument("file", "is only read with a FILE cursor")
@@ -57,11 +59,39 @@ class LogTail:
         async for frame in frames:
             yield frame
         if request.follow:
-            final = await self._tasks.ended(task.id)
+            ending = asyncio.ensure_future(self._tasks.ended(task.id))
+            try:
+                while not (await asyncio.wait({ending}, timeout=self._heartbeat))[0]:
+                    yield task_pb2.TailLogsResponse(heartbeat=_now())
+            finally:
+                ending.cancel()
+            final = ending.result()
             end = task_pb2.TaskEnd(status=final.status, error=final.error)
             if final.exit_code is not None:
                 end.exit_code = final.exit_code
             yield task_pb2.TailLogsResponse(end=end)
+
+    async def _heartbeats(
+        self, frames: AsyncIterator[task_pb2.TailLogsResponse]
+    ) -> AsyncIterator[task_pb2.TailLogsResponse]:
+        """The frames, with a heartbeat whenever none came for a heartbeat interval."""
+        upcoming = asyncio.ensure_future(anext(frames))
+        try:
+            while True:
+                if not (await asyncio.wait({upcoming}, timeout=self._heartbeat))[0]:
+                    yield task_pb2.TailLogsResponse(heartbeat=_now())
+                    continue
+                try:
+                    frame = upcoming.result()
+                except StopAsyncIteration:
+                    return
+                yield frame
+                upcoming = asyncio.ensure_future(anext(frames))
+        finally:
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await upcoming
+            await frames.aclose()
 
     async def _standard(
         self, task: TaskRecord, cursors: list[task_pb2.LogCursor], tail_lines: int, follow: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import task_pb2
@@ -65,7 +66,7 @@ class TaskFiles:
         if tail_lines:
             offset = self._files.tail_offset(task.owner, stored, tail_lines)
         while True:
-            data, size = self._files.read_range(task.owner, stored, offset)
+            data, size = await asyncio.to_thread(self._files.read_range, task.owner, stored, offset)
             if data:
                 chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=offset, data=data)
                 chunk.time.GetCurrentTime()

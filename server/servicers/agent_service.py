@@ -129,7 +129,7 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
         if not task.inputs:
             return
         files = await self._files.list(task.owner, task.inputs)
-        for chunk in self._files.chunks(task.owner, files, task.inputs):
+        async for chunk in self._files.chunks(task.owner, files, task.inputs):
             yield agent_pb2.DownloadInputsResponse(chunk=chunk)
 
     @unary

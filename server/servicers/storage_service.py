@@ -44,7 +44,7 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
             if not task.terminal:
                 raise errors.FailedPrecondition(f"task {task.id} has not ended: its outputs are stored as it ends")
         files = await self._files.list(caller.user, prefix)
-        for chunk in self._files.chunks(caller.user, files, prefix):
+        async for chunk in self._files.chunks(caller.user, files, prefix):
             yield storage_pb2.DownloadFilesResponse(chunk=chunk)
 
     @unary
