@@ -24,6 +24,7 @@ from simplane.server.store.database import Database
 from simplane.server.store.models import StoredFileRow
 
 CHUNK = 1024 * 1024
+FRAME = 256 * 1024  # the most sent in one TailLogs frame, well under gRPC's default 4 MiB message limit
 
 
 def check_path(field: str, path: str, *, prefix: bool = False) -> str:
@@ -118,11 +119,11 @@ class FileStore:
                         break
 
     def read_range(self, owner: str, path: str, offset: int) -> tuple[bytes, int]:
-        """Bytes of a stored file from offset (at most a few MiB) and the file's size."""
+        """Bytes of a stored file from offset (one frame of a tail at most) and the file's size."""
         with open(self._user_root(owner) / path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(offset)
-            return handle.read(4 * CHUNK), size
+            return handle.read(FRAME), size
 
     def tail_offset(self, owner: str, path: str, lines: int) -> int:
         """Where the last `lines` lines of a stored file start, reading backwards only as far as needed."""

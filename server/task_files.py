@@ -52,13 +52,20 @@ class TaskFiles:
     ) -> AsyncIterator[task_pb2.TailLogsResponse]:
         session = self._live_session(task)
         if session is not None:
-            async for data in session.read_file(task.id, path, offset, tail_lines, follow):
-                if data.data:
-                    chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=data.offset, data=data.data)
-                    chunk.time.CopyFrom(data.time)
-                    yield task_pb2.TailLogsResponse(chunk=chunk)
-            return
-        if not task.terminal:
+            try:
+                async for data in session.read_file(task.id, path, offset, tail_lines, follow):
+                    if data.data:
+                        chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=data.offset, data=data.data)
+                        chunk.time.CopyFrom(data.time)
+                        yield task_pb2.TailLogsResponse(chunk=chunk)
+                    offset, tail_lines = data.offset + len(data.data), 0
+                return
+            except errors.NotFound:
+                if not task.terminal:
+                    raise
+                # The task ended and its agent let it go before this reader caught up: the rest of the file
+                # is in the task's outputs, stored before its end was.
+        elif not task.terminal:
             raise errors.FailedPrecondition(f"task {task.id} has not started: its files don't exist yet")
         stored = outputs_prefix(task.id) + path
         if not [f for f in await self._files.list(task.owner, stored) if f.path == stored]:

@@ -126,3 +126,36 @@ def test_an_agent_cut_off_from_the_server_reconnects_and_loses_no_line(cluster_f
         assert proxy.connections >= 2
     finally:
         proxy.close()
+
+
+def test_a_task_lost_while_its_agent_was_cut_off_is_stopped_when_the_agent_returns(cluster_factory) -> None:
+    # A 0.3 s heartbeat: the server gives up on the cut-off agent, and declares its task lost, within a second.
+    cluster = cluster_factory(agents=0, env={"SIMPLANE_HEARTBEAT_INTERVAL": "0.3"})
+    proxy = TcpProxy(cluster.address)
+    try:
+        agent = cluster.start_agent(slots=1, server=proxy.address)
+        client = cluster.client()  # straight to the server, not through the proxy
+        task = client.tasks.submit(python("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)"))
+        pid = int(eventually(lambda: next((line.text for line in task.logs(stream="stdout")), None), timeout=30))
+        process = next(child for child in descendants([agent.process.pid]) if child[0] == pid)
+
+        proxy.cut()
+        assert task.wait(timeout=10) == simplane.TaskStatus.LOST
+        assert alive(process), "the task's process ended while the agent was cut off; the test proves nothing"
+        proxy.restore()
+
+        eventually(lambda: not alive(process), timeout=10)  # the returning agent was told to drop the task
+        assert task.info().status == simplane.TaskStatus.LOST
+        # Its slot (the agent's only one) is free again: a new task runs there.
+        assert client.tasks.submit(["true"]).wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+        eventually(
+            lambda: (
+                [(m.state, m.used_slots, m.running_task_ids) for m in client.machine_groups.machines()]
+                == [("CONNECTED", 0, [])]
+            ),
+            timeout=10,
+        )
+        assert task.info().status == simplane.TaskStatus.LOST
+        assert proxy.connections >= 2  # the agent did come back through the proxy
+    finally:
+        proxy.close()

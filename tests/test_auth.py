@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from programs import SLEEP_60, python
+from waiting import eventually
 
 import simplane
 from simplane._api.v1 import (
@@ -14,6 +15,8 @@ from simplane._api.v1 import (
     agent_pb2_grpc,
     machine_group_pb2,
     machine_group_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
     task_pb2,
     task_pb2_grpc,
 )
@@ -50,6 +53,48 @@ def test_another_users_task_is_not_found(cluster, tmp_path) -> None:
 
     # Bob's own tasks work, and Alice's task still runs.
     assert bob.tasks.submit(["true"]).wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    assert running.info().status == simplane.TaskStatus.RUNNING
+
+
+def test_another_users_outputs_watches_and_machine_tasks_are_hidden(cluster_factory, tmp_path) -> None:
+    cluster = cluster_factory(agents=0)
+    cluster.start_agent(slots=3)
+    alice = cluster.client(api_key=cluster.create_user("alice"))
+    bob_key = cluster.create_user("bob")
+    bob = cluster.client(api_key=bob_key)
+    running = alice.tasks.submit(SLEEP_60)
+    finished = alice.tasks.submit(python("open('out.txt', 'w').write('x')"))
+    assert finished.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    eventually(lambda: running.info().status == simplane.TaskStatus.RUNNING, timeout=30)
+    storage = cluster.stub(storage_pb2_grpc.StorageServiceStub)
+    stolen = tmp_path / "stolen"
+
+    for task in (running, finished):
+        with pytest.raises(simplane.NotFound, match=task.id):
+            bob.task(task.id).download_outputs(stolen)
+        with pytest.raises(grpc.RpcError) as raised:
+            request = storage_pb2.DownloadFilesRequest(prefix=f"tasks/{task.id}/outputs/")
+            list(storage.DownloadFiles(request, metadata=cluster.metadata(bob_key), timeout=10))
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND, raised.value.details()
+        with pytest.raises(simplane.NotFound, match=task.id):
+            next(bob.tasks.watch(task_ids=[task.id]))
+        with pytest.raises(simplane.NotFound, match=task.id):
+            bob.task(task.id).wait(timeout=10)
+    assert [path for path in stolen.rglob("*") if path.is_file()] == []
+
+    # Naming one of Alice's tasks among his own still fails the whole watch.
+    mine = bob.tasks.submit(SLEEP_60)
+    eventually(lambda: mine.info().status == simplane.TaskStatus.RUNNING, timeout=30)
+    with pytest.raises(simplane.NotFound, match=running.id):
+        next(bob.tasks.watch(task_ids=[mine.id, running.id]))
+    # The machine runs both tasks; each user sees only their own among its running tasks.
+    assert [machine.running_task_ids for machine in bob.machine_groups.machines()] == [[mine.id]]
+    assert [machine.running_task_ids for machine in alice.machine_groups.machines()] == [[running.id]]
+
+    # Alice gets her ended task's outputs, but not yet those of the one still running.
+    assert [path.name for path in finished.download_outputs(tmp_path / "mine")] == ["out.txt"]
+    with pytest.raises(simplane.FailedPrecondition, match=running.id):
+        running.download_outputs(tmp_path / "early")
     assert running.info().status == simplane.TaskStatus.RUNNING
 
 

@@ -184,6 +184,18 @@ def test_tasks_tail(cluster) -> None:
     assert done.stderr.splitlines() == ["oops"]
 
 
+def test_tasks_tail_of_zero_lines_is_a_usage_error(cluster) -> None:
+    task = cluster.client().tasks.submit(numbered_lines(3))
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    for lines in ("-n", "0"), ("--lines", "0"), ("-n", "-1"):
+        done = cluster.run_cli("tasks", "tail", task.id, *lines)
+        assert done.returncode == 2, (lines, done.stdout, done.stderr)
+        assert done.stdout == ""
+        assert "--lines" in done.stderr, done.stderr
+    done = cluster.run_cli("tasks", "tail", task.id, "-n", "1")
+    assert (done.returncode, done.stdout) == (0, "line 2\n"), done.stderr
+
+
 def test_tasks_tail_follow_ends_with_the_task(cluster) -> None:
     task = cluster.client().tasks.submit(numbered_lines(50, every=0.01))
     done = cluster.run_cli("tasks", "tail", task.id, "-f", "--stdout")

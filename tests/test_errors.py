@@ -57,6 +57,11 @@ def test_raw_calls_get_the_right_status_code(cluster) -> None:
         return lambda: list(tasks.TailLogs(task_pb2.TailLogsRequest(**fields), metadata=meta, timeout=10))
 
     file_cursor = [task_pb2.LogCursor(stream=task_pb2.LOG_STREAM_FILE)]
+    stdout_twice = [task_pb2.LogCursor(stream=task_pb2.LOG_STREAM_STDOUT, offset=offset) for offset in (0, 3)]
+    stderr_twice = [
+        task_pb2.LogCursor(stream=task_pb2.LOG_STREAM_STDOUT),
+        *(task_pb2.LogCursor(stream=task_pb2.LOG_STREAM_STDERR) for _ in range(2)),
+    ]
     cases = {
         "empty command": (submit(command=[]), INVALID, "command"),
         "negative cpus": (submit(command=["true"], cpus=-2), INVALID, "cpus"),
@@ -88,6 +93,8 @@ def test_raw_calls_get_the_right_status_code(cluster) -> None:
         "logs of unknown task": (tail(task_id=UNKNOWN_TASK), NOT_FOUND, UNKNOWN_TASK),
         "negative tail lines": (tail(task_id=ended.id, tail_lines=-1), INVALID, "tail_lines"),
         "file cursor without a file": (tail(task_id=ended.id, cursors=file_cursor), INVALID, "file"),
+        "stdout cursor twice": (tail(task_id=ended.id, cursors=stdout_twice), INVALID, "cursors"),
+        "stderr cursor twice": (tail(task_id=ended.id, cursors=stderr_twice, follow=True), INVALID, "cursors"),
         "file outside the working dir": (
             tail(task_id=ended.id, cursors=file_cursor, file="../../../etc/passwd"),
             INVALID,

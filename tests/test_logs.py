@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from collector import BackgroundCollector
 from programs import numbered_lines, python
 from tcp_proxy import TcpProxy
@@ -10,7 +13,7 @@ from waiting import eventually
 import simplane
 from simplane._api.v1 import task_pb2, task_pb2_grpc
 
-STDOUT, STDERR = task_pb2.LOG_STREAM_STDOUT, task_pb2.LOG_STREAM_STDERR
+STDOUT, STDERR, FILE = task_pb2.LOG_STREAM_STDOUT, task_pb2.LOG_STREAM_STDERR, task_pb2.LOG_STREAM_FILE
 
 
 def texts(lines, stream: str = "stdout") -> list[str]:
@@ -184,3 +187,67 @@ def test_a_stalled_reader_blocks_neither_the_task_nor_other_readers(cluster, tmp
     finally:
         stalled.cancel()
     assert task.info().exit_code == 0  # the server serves on after the stalled call went away
+
+
+@pytest.mark.parametrize("catch_up", ["while-running", "after-the-end"])
+def test_a_slow_follower_of_a_fast_written_file_gets_every_byte_once(cluster, tmp_path, catch_up) -> None:
+    # 20 MiB of numbered 16-byte records: far more than the server holds for one reader (64 frames of 64 KiB)
+    # plus the flow-control windows, so the server must drop the agent's read and restart it further on.
+    go, release, records = tmp_path / "go", tmp_path / "release", 20 * 1024 * 1024 // 16
+    size = records * 16
+    if catch_up == "after-the-end":
+        release.touch()  # the task exits as soon as it has written the file
+    writer = python(
+        "import os, sys, time\n"
+        "def wait_for(path):\n"
+        "    deadline = time.monotonic() + 30\n"
+        "    while not os.path.exists(path):\n"
+        "        if time.monotonic() > deadline: sys.exit(f'no {path}')\n"
+        "        time.sleep(0.005)\n"
+        "with open('big.bin', 'w') as out:\n"
+        "    out.write(''.join(f'{i:015d}\\n' for i in range(4096))); out.flush()\n"
+        f"    wait_for({str(go)!r})\n"
+        f"    for start in range(4096, {records}, 65536):\n"
+        f"        out.write(''.join(f'{{i:015d}}\\n' for i in range(start, min(start + 65536, {records}))))\n"
+        "        out.flush()\n"
+        "print('written', flush=True)\n"
+        f"wait_for({str(release)!r})\n"
+    )
+    task = cluster.client().tasks.submit(writer)
+    eventually(lambda: any(f.path == "big.bin" and f.size >= 4096 * 16 for f in task.list_files()), timeout=30)
+    request = task_pb2.TailLogsRequest(
+        task_id=task.id, cursors=[task_pb2.LogCursor(stream=FILE)], file="big.bin", follow=True
+    )
+    call = cluster.stub(task_pb2_grpc.TaskServiceStub).TailLogs(request, metadata=cluster.metadata(), timeout=60)
+    try:
+        frames = [next(call)]
+        while frames[-1].WhichOneof("frame") != "chunk":  # the first block, relayed from the agent
+            frames.append(next(call))
+        go.touch()
+        # The follower reads nothing more while the task writes the rest, then catches up ...
+        if catch_up == "while-running":
+            eventually(lambda: texts(task.logs()) == ["written"], timeout=30)  # ... while the task still runs
+            resumed = time.time_ns()
+            for frame in call:
+                frames.append(frame)
+                if frame.chunk.offset + len(frame.chunk.data) >= size:
+                    break
+            release.touch()
+            assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+        else:
+            assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED  # ... or once it has ended
+            resumed = time.time_ns()
+        frames += list(call)
+    finally:
+        call.cancel()
+
+    assert frames[-1].WhichOneof("frame") == "end" and frames[-1].end.status == task_pb2.TASK_STATUS_SUCCEEDED
+    task.download_outputs(tmp_path / "outputs")
+    written = (tmp_path / "outputs" / "big.bin").read_bytes()
+    assert len(written) == size
+    assert stream_bytes(frames, FILE) == written
+    # Most of the file was read for the follower only after it caught up: the server did not hold it all.
+    late = sum(
+        len(f.chunk.data) for f in frames if f.WhichOneof("frame") == "chunk" and f.chunk.time.ToNanoseconds() > resumed
+    )
+    assert late > size // 4, f"only {late} of {size} bytes were read after the follower caught up"

@@ -1,4 +1,5 @@
-"""StorageService: a tree goes up and comes back byte for byte; a path that climbs out of its root is refused."""
+"""StorageService: a tree goes up and comes back byte for byte; a path that climbs out of its root, or puts a file
+where a directory is (or the reverse), is refused."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import grpc
 import pytest
 
+import simplane
 from simplane._api.v1 import storage_pb2, storage_pb2_grpc
 
 MIB = 1024 * 1024
@@ -68,3 +70,47 @@ def test_a_path_with_dotdot_is_invalid_argument_naming_the_field(cluster) -> Non
     assert cluster.client().storage.list() == []
     upload("inputs/fine/", "kept.txt")
     assert [file.path for file in cluster.client().storage.list()] == ["inputs/fine/kept.txt"]
+
+
+def test_a_file_where_a_directory_is_or_the_reverse_is_invalid_argument(cluster, tmp_path) -> None:
+    storage = cluster.stub(storage_pb2_grpc.StorageServiceStub)
+    data = b"content\n"
+
+    def upload(prefix: str, *paths: str) -> None:
+        requests = [storage_pb2.UploadFilesRequest(prefix=prefix)]
+        for path in paths:
+            chunk = storage_pb2.FileChunk(path=path, offset=0, data=data, sha256=hashlib.sha256(data).hexdigest())
+            requests.append(storage_pb2.UploadFilesRequest(chunk=chunk))
+        storage.UploadFiles(iter(requests), metadata=cluster.metadata(), timeout=10)
+
+    upload("inputs/clash/", "d", "g/h")
+    for prefix, paths in (
+        ("inputs/clash/", ["d/f"]),  # under a stored file
+        ("inputs/clash/", ["d/e/f"]),  # deeper under it
+        ("inputs/clash/", ["g"]),  # onto a stored directory
+        ("inputs/together/", ["e", "e/f"]),  # both in one upload
+    ):
+        with pytest.raises(grpc.RpcError) as raised:
+            upload(prefix, *paths)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (paths, raised.value.details())
+        assert "chunk.path" in raised.value.details() and paths[-1] in raised.value.details(), paths
+
+    # The same through the client: a second tree laid over the first.
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    (first / "d").write_text("a file\n")
+    (second / "d").mkdir(parents=True)
+    (second / "d" / "f").write_text("under it\n")
+    client = cluster.client()
+    client.storage.upload(first, prefix="inputs/trees/")
+    with pytest.raises(simplane.InvalidArgument, match=r"chunk\.path"):
+        client.storage.upload(second, prefix="inputs/trees/")
+
+    # What was stored is intact, no temporary file is left behind, and the service still works. (Whether the
+    # refused upload kept its first file, "e", is left open.)
+    stored = {file.path for file in client.storage.list("inputs/")} - {"inputs/together/e"}
+    assert stored == {"inputs/clash/d", "inputs/clash/g/h", "inputs/trees/d"}
+    assert list(cluster.data_dir.rglob(".upload-*")) == []
+    upload("inputs/fine/", "kept.txt")
+    client.storage.download("inputs/clash/", tmp_path / "back")
+    assert tree(tmp_path / "back") == {"d": (data, 0o644), "g/h": (data, 0o644)}

@@ -38,9 +38,10 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
     @streaming
     async def DownloadFiles(self, request, context, caller: Caller) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:
         prefix = check_path("prefix", request.prefix, prefix=True)
-        if prefix.startswith("tasks/"):
-            # A task's outputs: the task must be the caller's, and ended (outputs arrive as it finishes).
-            task = await self._tasks.get(caller, prefix.split("/")[1])
+        parts = prefix.split("/")
+        if parts[0] == "tasks" and len(parts) > 2:
+            # One task's outputs: the task must be the caller's, and ended (outputs arrive as it finishes).
+            task = await self._tasks.get(caller, parts[1])
             if not task.terminal:
                 raise errors.FailedPrecondition(f"task {task.id} has not ended: its outputs are stored as it ends")
         files = await self._files.list(caller.user, prefix)
