@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import os
 import secrets
@@ -80,6 +81,20 @@ async def _serve(server: str, token: str, identity: AgentIdentity, work_dir: Pat
         await connection.close()
 
 
+def _exit_with_parent() -> None:
+    """A local agent of `simplane up` (which names itself in SIMPLANE_AGENT_PARENT) goes when `up` goes, even if
+    `up` was SIGKILLed, rather than retrying a server that is gone (Linux)."""
+    parent = os.environ.pop("SIMPLANE_AGENT_PARENT", None)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="simplane agent", description="Run simplane tasks on this machine.")
     parser.add_argument("--server", default=os.environ.get("SIMPLANE_SERVER"), help="the server's HOST:PORT")
@@ -97,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be at least 1")
     logging.basicConfig(format="simplane agent: %(message)s", level=logging.WARNING)
+    _exit_with_parent()
     return run_agent(args.server, args.token, args.machine_group, args.slots, args.work_dir)
 
 

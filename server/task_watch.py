@@ -45,16 +45,18 @@ class TaskWatch:
                 and (not request.machine_group or task.machine_group == request.machine_group)
             )
 
-        if task_ids:
-            await self._require_owned(caller.user, task_ids)
         subscription = Subscription(caller.user, accepts, task_ids)
         self._events.subscribe(subscription)
         # Subscribed before the snapshot or the replay is read, so the live feed continues where they end; the
         # database is read again only if the watcher falls behind the feed.
         catching_up = request.since_revision > 0
         try:
+            named, last = await self._named(caller.user, task_ids) if task_ids else ([], 0)
             if request.since_revision == 0:
-                tasks, last = await self._snapshot(caller.user, request, task_ids)
+                if task_ids:
+                    tasks = sorted((t for t in named if _matches(t, request)), key=lambda t: t.id, reverse=True)
+                else:
+                    tasks, last = await self._database.run(_snapshot, caller.user, request)
                 for task in tasks:
                     yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT, revision=last, task=task)
                 yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT_END, revision=last)
@@ -90,35 +92,26 @@ class TaskWatch:
         finally:
             self._events.unsubscribe(subscription)
 
-    async def _require_owned(self, owner: str, task_ids: frozenset[str]) -> None:
-        """Watching a task that is not the caller's is NOT_FOUND, as for every other call."""
+    async def _named(self, owner: str, task_ids: frozenset[str]) -> tuple[list[task_pb2.Task], int]:
+        """The named tasks and the revision they are as of; one that is not the caller's is NOT_FOUND, as for
+        every other call. Active tasks come from memory; ended ones, which no longer change, from the database."""
+        last = self._events.head
         latest = self._events.latest
-        unknown = {i for i in task_ids if i not in latest or latest[i].task.owner != owner}
+        tasks = [latest[i].task for i in task_ids if i in latest and latest[i].task.owner == owner]
+        unknown = task_ids - {task.id for task in tasks}
         if unknown:
-            stored = await self._database.run(
-                lambda s: set(
-                    s.execute(select(TaskRow.id).where(TaskRow.owner == owner, TaskRow.id.in_(unknown))).scalars()
-                )
+            ended = await self._database.run(
+                lambda s: [
+                    TaskRecord.from_row(row).to_proto()
+                    for row in s.execute(
+                        select(TaskRow).where(TaskRow.owner == owner, TaskRow.id.in_(unknown))
+                    ).scalars()
+                ]
             )
-            missing = sorted(unknown - stored)
+            missing = sorted(unknown - {task.id for task in ended})
             if missing:
                 raise errors.NotFound(f"task {missing[0]!r} not found")
-
-    async def _snapshot(
-        self, owner: str, request: task_pb2.WatchTasksRequest, task_ids: frozenset[str]
-    ) -> tuple[list[task_pb2.Task], int]:
-        """The matching tasks and the revision they are as of. Named active tasks come from memory; the rest,
-        which no longer change, from the database."""
-        if not task_ids:
-            return await self._database.run(_snapshot, owner, request, task_ids)
-        last = self._events.head
-        known = [self._events.latest[i].task for i in task_ids if i in self._events.latest]
-        tasks = [t for t in known if t.owner == owner and _matches(t, request)]
-        missing = task_ids - {t.id for t in known}
-        if missing:
-            ended, _ = await self._database.run(_snapshot, owner, request, missing)
             tasks.extend(ended)
-        tasks.sort(key=lambda task: task.id, reverse=True)
         return tasks, last
 
 
@@ -132,25 +125,21 @@ def _change(revision: int, task: task_pb2.Task) -> task_pb2.WatchTasksResponse:
     return task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_CHANGE, revision=revision, task=task)
 
 
-def _snapshot(session, owner: str, request: task_pb2.WatchTasksRequest, task_ids: set[str]):  # type: ignore[no-untyped-def]
-    """The matching tasks and the revision they are as of, read in one transaction."""
+def _snapshot(session, owner: str, request: task_pb2.WatchTasksRequest):  # type: ignore[no-untyped-def]
+    """The caller's matching tasks (the active ones and the latest ended ones) and the revision they are as of,
+    read in one transaction."""
     last = session.execute(select(func.max(TaskEventRow.revision))).scalar() or 0
     query = select(TaskRow).where(TaskRow.owner == owner)
-    if task_ids:
-        query = query.where(TaskRow.id.in_(task_ids))
     if request.project:
         query = query.where(TaskRow.project == request.project)
     if request.machine_group:
         query = query.where(TaskRow.machine_group == request.machine_group)
-    if task_ids:
-        rows = list(session.execute(query.order_by(TaskRow.id.desc())).scalars())
-    else:
-        active = session.execute(
-            query.where(TaskRow.status.not_in(task_states.TERMINAL)).order_by(TaskRow.id.desc())
-        ).scalars()
-        limit = request.snapshot_ended_limit or DEFAULT_ENDED_LIMIT
-        ended = session.execute(
-            query.where(TaskRow.status.in_(task_states.TERMINAL)).order_by(TaskRow.id.desc()).limit(limit)
-        ).scalars()
-        rows = sorted([*active, *ended], key=lambda row: row.id, reverse=True)
+    active = session.execute(
+        query.where(TaskRow.status.not_in(task_states.TERMINAL)).order_by(TaskRow.id.desc())
+    ).scalars()
+    limit = request.snapshot_ended_limit or DEFAULT_ENDED_LIMIT
+    ended = session.execute(
+        query.where(TaskRow.status.in_(task_states.TERMINAL)).order_by(TaskRow.id.desc()).limit(limit)
+    ).scalars()
+    rows = sorted([*active, *ended], key=lambda row: row.id, reverse=True)
     return [TaskRecord.from_row(row).to_proto() for row in rows], last

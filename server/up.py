@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -74,6 +74,11 @@ def _is_loopback(host: str) -> bool:
 
 
 async def _up(options: UpOptions) -> int:
+    with _stop_on_signals() as stop:
+        return await _serve(options, stop)
+
+
+async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
     from simplane.server.app import ServerApp, ServerSettings
     from simplane.server.http_site import HttpSite
     from simplane.server.store.database import sqlite_url
@@ -120,7 +125,7 @@ async def _up(options: UpOptions) -> int:
             f"data={data_dir} agents={options.agents}",
             flush=True,
         )
-        await _wait_for_signal()
+        await stop.wait()
     finally:
         await _stop_agents(agents)
         await site.stop()
@@ -172,7 +177,7 @@ def _write_config(path: Path, address: str, key: str) -> None:
 
 async def _start_agent(address: str, token: str, work_dir: Path) -> asyncio.subprocess.Process:
     work_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SIMPLANE_AGENT_TOKEN": token}
+    env = {**os.environ, "SIMPLANE_AGENT_TOKEN": token, "SIMPLANE_AGENT_PARENT": str(os.getpid())}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -200,14 +205,16 @@ async def _stop_agents(agents: list[asyncio.subprocess.Process]) -> None:
             await process.wait()
 
 
-async def _wait_for_signal() -> None:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM, caught from the start so that a signal during start-up still stops
+    the agents too."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
+            loop.remove_signal_handler(signum)
