@@ -33,7 +33,7 @@ from simplane._api.v1 import (
 from simplane._config import resolve_config
 from simplane._durations import Duration
 from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
-from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
+from simplane.errors import Timeout, Unavailable, translating_rpc_errors
 from simplane.models import (
     ApiKey,
     LogLine,
@@ -121,12 +121,10 @@ class _Connection:
                 if not reopen():
                     return
             except grpc.RpcError as error:
-                code = error.code()
-                if code == grpc.StatusCode.OUT_OF_RANGE and restart is not None:
+                if _base.recover_stream(error, connected=connected, can_restart=restart is not None) == "restart":
+                    assert restart is not None
                     restart()
                     continue
-                if code != grpc.StatusCode.UNAVAILABLE or not connected:
-                    raise translate_rpc_error(error) from error
                 failure = error
             finally:
                 call.cancel()

@@ -10,14 +10,14 @@ import shlex
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from google.protobuf.duration_pb2 import Duration as DurationMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from simplane._api.v1 import task_pb2
 from simplane._durations import Duration, to_timedelta
-from simplane.errors import InvalidArgument
+from simplane.errors import InvalidArgument, Timeout, translate_rpc_error
 from simplane.models import LogLine, LogStreamName, TaskEvent, TaskInfo, TaskStatus
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -61,6 +61,22 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+
+
+def recover_stream(
+    error: Any, *, connected: bool, can_restart: bool, has_deadline: bool = False
+) -> Literal["restart", "reconnect"]:
+    """What a resumable stream does after `error` (a grpc.RpcError): start over from a snapshot when the server
+    no longer has the point to resume from, reconnect and resume after losing a stream that had worked, or
+    raise the client's error for anything else."""
+    code = error.code().name
+    if code == "OUT_OF_RANGE" and can_restart:
+        return "restart"
+    if code == "DEADLINE_EXCEEDED" and has_deadline:
+        raise Timeout("the wait timed out") from None
+    if code != "UNAVAILABLE" or not connected:
+        raise translate_rpc_error(error) from error
+    return "reconnect"
 
 
 def auth_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
