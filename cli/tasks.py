@@ -70,6 +70,9 @@ def list_tasks(
     ] = None,
     project: ProjectFilter = None,
     machine_group: GroupFilter = None,
+    search: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Only tasks whose ID starts with, or whose name contains, TEXT.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, metavar="N", help="Show at most this many tasks.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of tasks.")] = False,
 ) -> None:
@@ -79,6 +82,7 @@ def list_tasks(
     Examples:
       simplane tasks list --status running
       simplane tasks list --project demo --status failed --status killed
+      simplane tasks list --search cavity
       simplane tasks list --json --limit 500 > tasks.json
     """
     from simplane.cli import output
@@ -86,7 +90,9 @@ def list_tasks(
     statuses = _parse_statuses(status or [])
     with connect(ctx) as client:
         infos = list(
-            client.tasks.list(status=statuses or None, project=project, machine_group=machine_group, limit=limit)
+            client.tasks.list(
+                status=statuses or None, project=project, machine_group=machine_group, search=search, limit=limit
+            )
         )
     if as_json:
         output.print_json([info.to_dict() for info in infos])

@@ -147,6 +147,7 @@ class TaskListing:
         machine_group: str | None,
         created_after: datetime | None,
         created_before: datetime | None,
+        search: str | None,
         limit: int | None,
         page_size: int,
     ) -> None:
@@ -159,6 +160,7 @@ class TaskListing:
             statuses=[cast("task_pb2.TaskStatus.ValueType", TaskStatus.parse(item).to_proto()) for item in statuses],
             project=project or "",
             machine_group=machine_group or "",
+            query=search or "",
         )
         if created_after is not None:
             self._request.created_after.CopyFrom(_timestamp(created_after))

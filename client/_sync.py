@@ -376,17 +376,19 @@ class Tasks:
         machine_group: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        search: str | None = None,
         limit: int | None = None,
         page_size: int = 100,
     ) -> Iterator[TaskInfo]:
         """Tasks newest first, fetched page by page as the iterator advances. `status` takes one status or
-        several (members or names)."""
+        several (members or names); `search` matches an ID prefix or part of the name."""
         listing = _base.TaskListing(
             status=status,
             project=project,
             machine_group=machine_group,
             created_after=created_after,
             created_before=created_before,
+            search=search,
             limit=limit,
             page_size=page_size,
         )

@@ -13,7 +13,7 @@ import logging
 import time
 
 from google.protobuf import duration_pb2
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from simplane._api.v1 import agent_pb2, task_pb2
 from simplane.server import errors, task_states
@@ -169,6 +169,11 @@ class TaskRegistry:
             query = query.where(TaskRow.project == request.project)
         if request.machine_group:
             query = query.where(TaskRow.machine_group == request.machine_group)
+        if request.query:
+            text = request.query.strip()
+            query = query.where(
+                or_(TaskRow.id.startswith(text, autoescape=True), TaskRow.name.icontains(text, autoescape=True))
+            )
         if request.HasField("created_after"):
             query = query.where(TaskRow.created_at >= request.created_after.ToNanoseconds() / 1e9)
         if request.HasField("created_before"):

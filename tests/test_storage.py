@@ -114,3 +114,36 @@ def test_a_file_where_a_directory_is_or_the_reverse_is_invalid_argument(cluster,
     upload("inputs/fine/", "kept.txt")
     client.storage.download("inputs/clash/", tmp_path / "back")
     assert tree(tmp_path / "back") == {"d": (data, 0o644), "g/h": (data, 0o644)}
+
+
+def test_upload_file_stores_one_whole_file_in_a_single_message(cluster, tmp_path) -> None:
+    stub = cluster.stub(storage_pb2_grpc.StorageServiceStub)
+    data = os.urandom(100_000)
+    chunk = storage_pb2.FileChunk(path="mesh/a.bin", data=data, sha256=hashlib.sha256(data).hexdigest(), mode=0o600)
+    response = stub.UploadFile(
+        storage_pb2.UploadFileRequest(prefix="inputs/web/", chunk=chunk), metadata=cluster.metadata(), timeout=10
+    )
+    assert (response.file.path, response.file.size) == ("inputs/web/mesh/a.bin", len(data))
+
+    cluster.client().storage.download("inputs/web/", str(tmp_path / "back"))
+    assert tree(tmp_path / "back") == {"mesh/a.bin": (data, 0o600)}
+
+
+@pytest.mark.parametrize(
+    ("chunk", "field"),
+    [
+        (storage_pb2.FileChunk(path="a", data=b"x"), "chunk.sha256"),
+        (storage_pb2.FileChunk(path="a", data=b"x", offset=5, sha256=hashlib.sha256(b"x").hexdigest()), "chunk.offset"),
+        (storage_pb2.FileChunk(path="a", data=b"x", sha256="0" * 64), "chunk.sha256"),
+        (storage_pb2.FileChunk(path="../a", data=b"x", sha256=hashlib.sha256(b"x").hexdigest()), "chunk.path"),
+    ],
+)
+def test_upload_file_refuses_a_bad_chunk_naming_the_field(cluster, chunk, field) -> None:
+    stub = cluster.stub(storage_pb2_grpc.StorageServiceStub)
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.UploadFile(
+            storage_pb2.UploadFileRequest(prefix="in/", chunk=chunk), metadata=cluster.metadata(), timeout=10
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in raised.value.details()
+    assert cluster.client().storage.list("in/") == []

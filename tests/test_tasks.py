@@ -167,3 +167,23 @@ def test_list_filters(cluster) -> None:
     assert ids(created_after=middle.create_time) == [running.id, failed.id]
     assert ids(created_before=middle.create_time) == [ok.id]
     running.kill()
+
+
+def test_search_matches_an_id_prefix_or_part_of_the_name_case_insensitively(cluster) -> None:
+    client = cluster.client()
+    cavity = client.tasks.submit(["true"], name="Cavity_100%")
+    pipe = client.tasks.submit(["true"], name="pipe-flow")
+    for task in (cavity, pipe):
+        assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+
+    def found(text: str) -> list[str]:
+        return [info.id for info in client.tasks.list(search=text)]
+
+    assert found("cavity") == [cavity.id]
+    assert found("FLOW") == [pipe.id]
+    assert found(pipe.id) == [pipe.id]
+    assert set(found(pipe.id[:5])) == {cavity.id, pipe.id}  # IDs start alike: a short prefix matches both
+    # LIKE wildcards in the text are matched literally.
+    assert found("_100%") == [cavity.id]
+    assert found("%") == [cavity.id]
+    assert found("nothing-like-this") == []

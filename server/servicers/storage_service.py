@@ -12,6 +12,9 @@ from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import streaming, unary
 from simplane.server.tasks import TaskRegistry
 
+# One UploadFile message holds a whole file; larger files go through the UploadFiles stream.
+MAX_SINGLE_UPLOAD = 32 * 1024 * 1024
+
 
 class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer):
     def __init__(self, authenticator: Authenticator, files: FileStore, tasks: TaskRegistry) -> None:
@@ -34,6 +37,24 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
 
         files, size = await self._files.receive(caller.user, first.prefix, chunks())
         return storage_pb2.UploadFilesResponse(prefix=first.prefix, files=files, bytes=size)
+
+    @unary
+    async def UploadFile(self, request, context, caller: Caller):
+        chunk = request.chunk
+        if len(chunk.data) > MAX_SINGLE_UPLOAD:
+            raise errors.InvalidArgument("chunk.data", f"holds more than {MAX_SINGLE_UPLOAD} bytes: use UploadFiles")
+        if chunk.offset != 0:
+            raise errors.InvalidArgument("chunk.offset", "must be 0: the message holds the whole file")
+        if not chunk.sha256:
+            raise errors.InvalidArgument("chunk.sha256", "is required: the SHA-256 of the whole file")
+
+        async def one() -> AsyncIterator[storage_pb2.FileChunk]:
+            yield chunk
+
+        await self._files.receive(caller.user, request.prefix, one())
+        stored = storage_pb2.StoredFile(path=request.prefix + chunk.path, size=len(chunk.data), sha256=chunk.sha256)
+        stored.create_time.GetCurrentTime()
+        return storage_pb2.UploadFileResponse(file=stored)
 
     @streaming
     async def DownloadFiles(self, request, context, caller: Caller) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:

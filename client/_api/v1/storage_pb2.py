@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19simplane/v1/storage.proto\x12\x0bsimplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\r\"K\n\x12UploadFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x16.simplane.v1.FileChunk\"C\n\x13UploadFilesResponse\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x01(\x03\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\"&\n\x14\x44ownloadFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\">\n\x15\x44ownloadFilesResponse\x12%\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x16.simplane.v1.FileChunk\"i\n\nStoredFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x10ListFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\";\n\x11ListFilesResponse\x12&\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x17.simplane.v1.StoredFile\"$\n\x12\x44\x65leteFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"$\n\x13\x44\x65leteFilesResponse\x12\r\n\x05\x66iles\x18\x01 \x01(\x03\x32\xdc\x02\n\x0eStorageService\x12R\n\x0bUploadFiles\x12\x1f.simplane.v1.UploadFilesRequest\x1a .simplane.v1.UploadFilesResponse(\x01\x12X\n\rDownloadFiles\x12!.simplane.v1.DownloadFilesRequest\x1a\".simplane.v1.DownloadFilesResponse0\x01\x12J\n\tListFiles\x12\x1d.simplane.v1.ListFilesRequest\x1a\x1e.simplane.v1.ListFilesResponse\x12P\n\x0b\x44\x65leteFiles\x12\x1f.simplane.v1.DeleteFilesRequest\x1a .simplane.v1.DeleteFilesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19simplane/v1/storage.proto\x12\x0bsimplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"U\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\r\"K\n\x12UploadFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x16.simplane.v1.FileChunk\"C\n\x13UploadFilesResponse\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x01(\x03\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\"J\n\x11UploadFileRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x16.simplane.v1.FileChunk\";\n\x12UploadFileResponse\x12%\n\x04\x66ile\x18\x01 \x01(\x0b\x32\x17.simplane.v1.StoredFile\"&\n\x14\x44ownloadFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\">\n\x15\x44ownloadFilesResponse\x12%\n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x16.simplane.v1.FileChunk\"i\n\nStoredFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\"\n\x10ListFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\";\n\x11ListFilesResponse\x12&\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x17.simplane.v1.StoredFile\"$\n\x12\x44\x65leteFilesRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\"$\n\x13\x44\x65leteFilesResponse\x12\r\n\x05\x66iles\x18\x01 \x01(\x03\x32\xab\x03\n\x0eStorageService\x12R\n\x0bUploadFiles\x12\x1f.simplane.v1.UploadFilesRequest\x1a .simplane.v1.UploadFilesResponse(\x01\x12M\n\nUploadFile\x12\x1e.simplane.v1.UploadFileRequest\x1a\x1f.simplane.v1.UploadFileResponse\x12X\n\rDownloadFiles\x12!.simplane.v1.DownloadFilesRequest\x1a\".simplane.v1.DownloadFilesResponse0\x01\x12J\n\tListFiles\x12\x1d.simplane.v1.ListFilesRequest\x1a\x1e.simplane.v1.ListFilesResponse\x12P\n\x0b\x44\x65leteFiles\x12\x1f.simplane.v1.DeleteFilesRequest\x1a .simplane.v1.DeleteFilesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,20 +38,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADFILESREQUEST']._serialized_end=237
   _globals['_UPLOADFILESRESPONSE']._serialized_start=239
   _globals['_UPLOADFILESRESPONSE']._serialized_end=306
-  _globals['_DOWNLOADFILESREQUEST']._serialized_start=308
-  _globals['_DOWNLOADFILESREQUEST']._serialized_end=346
-  _globals['_DOWNLOADFILESRESPONSE']._serialized_start=348
-  _globals['_DOWNLOADFILESRESPONSE']._serialized_end=410
-  _globals['_STOREDFILE']._serialized_start=412
-  _globals['_STOREDFILE']._serialized_end=517
-  _globals['_LISTFILESREQUEST']._serialized_start=519
-  _globals['_LISTFILESREQUEST']._serialized_end=553
-  _globals['_LISTFILESRESPONSE']._serialized_start=555
-  _globals['_LISTFILESRESPONSE']._serialized_end=614
-  _globals['_DELETEFILESREQUEST']._serialized_start=616
-  _globals['_DELETEFILESREQUEST']._serialized_end=652
-  _globals['_DELETEFILESRESPONSE']._serialized_start=654
-  _globals['_DELETEFILESRESPONSE']._serialized_end=690
-  _globals['_STORAGESERVICE']._serialized_start=693
-  _globals['_STORAGESERVICE']._serialized_end=1041
+  _globals['_UPLOADFILEREQUEST']._serialized_start=308
+  _globals['_UPLOADFILEREQUEST']._serialized_end=382
+  _globals['_UPLOADFILERESPONSE']._serialized_start=384
+  _globals['_UPLOADFILERESPONSE']._serialized_end=443
+  _globals['_DOWNLOADFILESREQUEST']._serialized_start=445
+  _globals['_DOWNLOADFILESREQUEST']._serialized_end=483
+  _globals['_DOWNLOADFILESRESPONSE']._serialized_start=485
+  _globals['_DOWNLOADFILESRESPONSE']._serialized_end=547
+  _globals['_STOREDFILE']._serialized_start=549
+  _globals['_STOREDFILE']._serialized_end=654
+  _globals['_LISTFILESREQUEST']._serialized_start=656
+  _globals['_LISTFILESREQUEST']._serialized_end=690
+  _globals['_LISTFILESRESPONSE']._serialized_start=692
+  _globals['_LISTFILESRESPONSE']._serialized_end=751
+  _globals['_DELETEFILESREQUEST']._serialized_start=753
+  _globals['_DELETEFILESREQUEST']._serialized_end=789
+  _globals['_DELETEFILESRESPONSE']._serialized_start=791
+  _globals['_DELETEFILESRESPONSE']._serialized_end=827
+  _globals['_STORAGESERVICE']._serialized_start=830
+  _globals['_STORAGESERVICE']._serialized_end=1257
 # @@protoc_insertion_point(module_scope)

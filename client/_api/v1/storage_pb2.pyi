@@ -105,6 +105,50 @@ class UploadFilesResponse(_message.Message):
 Global___UploadFilesResponse: _TypeAlias = UploadFilesResponse  # noqa: Y015
 
 @_typing.final
+class UploadFileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFIX_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    prefix: _builtins.str
+    """Must be empty or end with "/"."""
+    @_builtins.property
+    def chunk(self) -> Global___FileChunk: ...
+    def __init__(
+        self,
+        *,
+        prefix: _builtins.str = ...,
+        chunk: Global___FileChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "prefix", b"prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadFileRequest: _TypeAlias = UploadFileRequest  # noqa: Y015
+
+@_typing.final
+class UploadFileResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def file(self) -> Global___StoredFile: ...
+    def __init__(
+        self,
+        *,
+        file: Global___StoredFile | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadFileResponse: _TypeAlias = UploadFileResponse  # noqa: Y015
+
+@_typing.final
 class DownloadFilesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -41,6 +41,11 @@ class StorageServiceStub:
                 request_serializer=simplane_dot_v1_dot_storage__pb2.UploadFilesRequest.SerializeToString,
                 response_deserializer=simplane_dot_v1_dot_storage__pb2.UploadFilesResponse.FromString,
                 _registered_method=True)
+        self.UploadFile = channel.unary_unary(
+                '/simplane.v1.StorageService/UploadFile',
+                request_serializer=simplane_dot_v1_dot_storage__pb2.UploadFileRequest.SerializeToString,
+                response_deserializer=simplane_dot_v1_dot_storage__pb2.UploadFileResponse.FromString,
+                _registered_method=True)
         self.DownloadFiles = channel.unary_stream(
                 '/simplane.v1.StorageService/DownloadFiles',
                 request_serializer=simplane_dot_v1_dot_storage__pb2.DownloadFilesRequest.SerializeToString,
@@ -66,6 +71,14 @@ class StorageServiceServicer:
     def UploadFiles(self, request_iterator, context):
         """UploadFiles stores files under a prefix. The first message names the prefix; then come the files'
         chunks in order, each file ending with a chunk that carries its SHA-256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadFile(self, request, context):
+        """UploadFile stores one whole file in a single message, for clients that cannot stream requests (browsers
+        over gRPC-web). The chunk holds the file from offset 0 with its SHA-256; files up to 32 MiB.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +110,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.UploadFiles,
                     request_deserializer=simplane_dot_v1_dot_storage__pb2.UploadFilesRequest.FromString,
                     response_serializer=simplane_dot_v1_dot_storage__pb2.UploadFilesResponse.SerializeToString,
+            ),
+            'UploadFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadFile,
+                    request_deserializer=simplane_dot_v1_dot_storage__pb2.UploadFileRequest.FromString,
+                    response_serializer=simplane_dot_v1_dot_storage__pb2.UploadFileResponse.SerializeToString,
             ),
             'DownloadFiles': grpc.unary_stream_rpc_method_handler(
                     servicer.DownloadFiles,
@@ -143,6 +161,33 @@ class StorageService:
             '/simplane.v1.StorageService/UploadFiles',
             simplane_dot_v1_dot_storage__pb2.UploadFilesRequest.SerializeToString,
             simplane_dot_v1_dot_storage__pb2.UploadFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/simplane.v1.StorageService/UploadFile',
+            simplane_dot_v1_dot_storage__pb2.UploadFileRequest.SerializeToString,
+            simplane_dot_v1_dot_storage__pb2.UploadFileResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,10 @@ class StorageServiceStub:
     """UploadFiles stores files under a prefix. The first message names the prefix; then come the files'
     chunks in order, each file ending with a chunk that carries its SHA-256.
     """
+    UploadFile: _grpc.UnaryUnaryMultiCallable[_storage_pb2.UploadFileRequest, _storage_pb2.UploadFileResponse]
+    """UploadFile stores one whole file in a single message, for clients that cannot stream requests (browsers
+    over gRPC-web). The chunk holds the file from offset 0 with its SHA-256; files up to 32 MiB.
+    """
     DownloadFiles: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadFilesRequest, _storage_pb2.DownloadFilesResponse]
     """DownloadFiles streams every file under a prefix, each as chunks ending with one that carries its SHA-256."""
     ListFiles: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListFilesRequest, _storage_pb2.ListFilesResponse]
@@ -54,6 +58,10 @@ class StorageServiceAsyncStub(StorageServiceStub):
     UploadFiles: _aio.StreamUnaryMultiCallable[_storage_pb2.UploadFilesRequest, _storage_pb2.UploadFilesResponse]  # type: ignore[assignment]
     """UploadFiles stores files under a prefix. The first message names the prefix; then come the files'
     chunks in order, each file ending with a chunk that carries its SHA-256.
+    """
+    UploadFile: _aio.UnaryUnaryMultiCallable[_storage_pb2.UploadFileRequest, _storage_pb2.UploadFileResponse]  # type: ignore[assignment]
+    """UploadFile stores one whole file in a single message, for clients that cannot stream requests (browsers
+    over gRPC-web). The chunk holds the file from offset 0 with its SHA-256; files up to 32 MiB.
     """
     DownloadFiles: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadFilesRequest, _storage_pb2.DownloadFilesResponse]  # type: ignore[assignment]
     """DownloadFiles streams every file under a prefix, each as chunks ending with one that carries its SHA-256."""
@@ -73,6 +81,16 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_storage_pb2.UploadFilesResponse, _abc.Awaitable[_storage_pb2.UploadFilesResponse]]:
         """UploadFiles stores files under a prefix. The first message names the prefix; then come the files'
         chunks in order, each file ending with a chunk that carries its SHA-256.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadFile(
+        self,
+        request: _storage_pb2.UploadFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.UploadFileResponse, _abc.Awaitable[_storage_pb2.UploadFileResponse]]:
+        """UploadFile stores one whole file in a single message, for clients that cannot stream requests (browsers
+        over gRPC-web). The chunk holds the file from offset 0 with its SHA-256; files up to 32 MiB.
         """
 
     @_abc_1.abstractmethod

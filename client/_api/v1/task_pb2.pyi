@@ -466,12 +466,15 @@ class ListTasksRequest(_message.Message):
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    QUERY_FIELD_NUMBER: _builtins.int
     project: _builtins.str
     machine_group: _builtins.str
     page_size: _builtins.int
     """Defaults to 50; at most 1000."""
     page_token: _builtins.str
     """From a previous response's next_page_token."""
+    query: _builtins.str
+    """Only tasks whose ID starts with, or whose name contains, this text (case-insensitive)."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___TaskStatus.ValueType]:
         """Any of these statuses; empty means all."""
@@ -494,10 +497,11 @@ class ListTasksRequest(_message.Message):
         created_before: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "machine_group", b"machine_group", "page_size", b"page_size", "page_token", b"page_token", "project", b"project", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "machine_group", b"machine_group", "page_size", b"page_size", "page_token", b"page_token", "project", b"project", "query", b"query", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
