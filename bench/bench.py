@@ -22,7 +22,7 @@ from pathlib import Path
 
 import simplane
 
-READY = re.compile(r"simplane is up: grpc=(\S+)")
+READY = re.compile(r"simplane is up: grpc=(\S+) console=(\S+)")
 
 
 class Up:
@@ -56,7 +56,7 @@ class Up:
         for line in self.process.stdout:
             match = READY.search(line)
             if match:
-                self.address = match.group(1)
+                self.address, self.console_url = match.group(1), match.group(2)
                 break
         else:
             raise RuntimeError(f"simplane up exited with {self.process.wait()}")

@@ -79,9 +79,18 @@ def up(
         typer.Option(
             envvar="SIMPLANE_HTTP_ADDRESS",
             metavar="HOST:PORT",
-            help="Where the status page is served (the web console and gRPC-web will be served here).",
+            help="Where the web console and its gRPC-web API are served.",
         ),
     ] = "127.0.0.1:8080",
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            envvar="SIMPLANE_CORS_ORIGINS",
+            metavar="ORIGIN",
+            help="Also let pages of this origin (e.g. https://dash.example.org) call the gRPC-web API; repeatable.",
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -138,6 +147,7 @@ def up(
         agents=agents,
         database_url=database_url,
         disable_auth=disable_auth,
+        cors_origins=cors_origin or [],
     )
     raise typer.Exit(run_up(options))
 

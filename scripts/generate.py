@@ -1,7 +1,9 @@
-"""Regenerate the Python stubs in client/_api from protos/ (one command, reproducible; CI checks the result).
+"""Regenerate the API code from protos/ (one command, reproducible; CI checks the result).
 
-protoc writes modules that import each other as `simplane.v1.*`; they are installed as the private package
-`simplane._api.v1`, so the imports are rewritten on the way.
+Python stubs go to client/_api: protoc writes modules that import each other as `simplane.v1.*`; they are
+installed as the private package `simplane._api.v1`, so the imports are rewritten on the way.
+TypeScript for the console goes to console/src/gen, by buf and protoc-gen-es from console/node_modules
+(`npm ci` in console/ first); without them that step is skipped with a note.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 PYTHON_OUT = ROOT / "client" / "_api"
+CONSOLE = ROOT / "console"
 
 _PROTO_MODULE = re.compile(r"\bsimplane\.v1(?=\.\w+_pb2\b| import )")
 
@@ -46,5 +49,16 @@ def generate_python() -> None:
             (PYTHON_OUT / "v1" / generated.name).write_text(text)
 
 
+def generate_typescript() -> bool:
+    """False when the console's npm packages are not installed, so there is nothing to generate with."""
+    buf = CONSOLE / "node_modules" / ".bin" / "buf"
+    if not (buf.exists() and (CONSOLE / "node_modules" / ".bin" / "protoc-gen-es").exists()):
+        return False
+    subprocess.run([str(buf), "generate", "--template", str(CONSOLE / "buf.gen.yaml")], cwd=ROOT, check=True)
+    return True
+
+
 if __name__ == "__main__":
     generate_python()
+    if not generate_typescript():
+        print("skipped console/src/gen: run 'npm ci' in console/ first", file=sys.stderr)

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import ipaddress
 import os
+import re
 import signal
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ from simplane._config import config_path
 from simplane.server.auth import AGENT_KEY, USER_KEY
 
 T = TypeVar("T", int, float)
+ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", re.IGNORECASE)
 ADMIN = "admin"
 AGENT_START_TIMEOUT = 15.0
 
@@ -30,6 +32,8 @@ class UpOptions:
     agents: int = 1
     database_url: str | None = None
     disable_auth: bool = False
+    # Web origins (scheme://host[:port]) besides the console's own whose pages may call the gRPC-web API.
+    cors_origins: list[str] = field(default_factory=list)
 
 
 class UpError(Exception):
@@ -49,6 +53,23 @@ def _split_address(flag: str, address: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise UpError(f"{flag} must be HOST:PORT, got {address!r}")
     return host.strip("[]"), int(port)
+
+
+def _web_origin(origin: str) -> str:
+    """An origin as browsers send it: lower case, without a default port."""
+    match = ORIGIN.fullmatch(origin.strip())
+    if match is None:
+        raise UpError(f"--cors-origin must be SCHEME://HOST[:PORT] with scheme http or https, got {origin!r}")
+    scheme, host, port = match[1].lower(), match[2].lower(), match[3]
+    if port is not None and (scheme, port) not in (("http", ":80"), ("https", ":443")):
+        host += port
+    return f"{scheme}://{host}"
+
+
+def _loopback_target(host: str, port: int) -> str:
+    """Where this process reaches its own gRPC server: a wildcard address is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _number_from_env(name: str, default: T, kind: Callable[[str], T]) -> T:
@@ -90,6 +111,9 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
     loopback = _is_loopback(host)
     if options.disable_auth and not loopback:
         raise UpError(f"refusing to serve {options.address} without auth: only loopback addresses may disable it")
+    if options.disable_auth and not _is_loopback(http_host):
+        raise UpError(f"refusing to serve {options.http_address} without auth: only loopback addresses may disable it")
+    cors_origins = [_web_origin(origin) for origin in options.cors_origins]
     data_dir = options.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = ServerSettings(
@@ -106,7 +130,7 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
         app.database.close()
         raise UpError(f"cannot listen on {options.address}: {error}") from None
     grpc_address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    site = HttpSite(grpc_address)
+    site = HttpSite(_loopback_target(host, port), cors_origins=cors_origins, loopback_hosts_only=options.disable_auth)
     agents: list[asyncio.subprocess.Process] = []
     try:
         try:

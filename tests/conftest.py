@@ -71,3 +71,30 @@ def cluster_factory(tmp_path: Path, postgres: PostgresServer | None) -> Iterator
 def cluster(cluster_factory: Callable[..., Cluster]) -> Cluster:
     """`simplane up` with one local agent."""
     return cluster_factory()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One headless Chromium for the session; each test opens its own context (fresh storage)."""
+    from browser import launch
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    """A page in a fresh browser context; console errors are collected in `page.errors`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    try:
+        yield page
+    finally:
+        context.close()

@@ -1,0 +1,79 @@
+"""The browser console in a real Chromium: live tasks, logs, kill, launch, sign-in, and no script injection."""
+
+from __future__ import annotations
+
+import re
+
+from browser import sign_in
+from playwright.sync_api import expect
+from programs import numbered_lines, python
+
+import simplane
+
+TIMEOUT_MS = 15_000
+
+
+def test_a_task_from_python_appears_live_streams_its_logs_and_is_killed_from_the_console(cluster, page) -> None:
+    sign_in(page, cluster.console_url, cluster.api_key)
+    client = cluster.client()
+
+    task = client.tasks.submit(numbered_lines(600, every=0.05), name="cavity-flow")
+    row = page.get_by_test_id(f"task-row-{task.id}")
+    expect(row).to_be_visible(timeout=TIMEOUT_MS)
+    expect(row).to_contain_text("cavity-flow")
+    expect(page.get_by_test_id(f"task-status-{task.id}")).to_have_text(re.compile("running", re.I), timeout=TIMEOUT_MS)
+
+    row.click()
+    expect(page).to_have_url(re.compile(f"/tasks/{task.id}$"))
+    # The view follows the end of the log as lines stream in.
+    expect(page.get_by_test_id("log-view")).to_contain_text("line 60", timeout=TIMEOUT_MS)
+
+    page.get_by_test_id("kill-button").click()
+    page.get_by_test_id("kill-confirm").click()
+    expect(page.get_by_test_id(f"task-status-{task.id}")).to_have_text(re.compile("killed", re.I), timeout=TIMEOUT_MS)
+    assert task.wait(timeout=30) == simplane.TaskStatus.KILLED
+    assert page.errors == []
+
+
+def test_a_task_launched_from_the_console_with_an_uploaded_file_shows_its_output(cluster, page, tmp_path) -> None:
+    sign_in(page, cluster.console_url, cluster.api_key)
+    case = tmp_path / "case.txt"
+    case.write_text("Reynolds number: 100\n")
+
+    page.get_by_test_id("nav-launch").click()
+    page.get_by_test_id("launch-command").fill("cat case.txt")
+    page.get_by_test_id("launch-name").fill("from the browser")
+    page.get_by_test_id("launch-files").set_input_files(str(case))
+    page.get_by_test_id("launch-submit").click()
+
+    expect(page).to_have_url(re.compile(r"/tasks/[^/]+$"), timeout=TIMEOUT_MS)
+    task_id = page.url.rsplit("/", 1)[1]
+    expect(page.get_by_test_id("log-view")).to_contain_text("Reynolds number: 100", timeout=TIMEOUT_MS)
+    task = cluster.client().tasks.get(task_id)
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    assert task.info().name == "from the browser"
+
+
+def test_a_wrong_key_is_refused_and_stays_on_sign_in_with_the_reason(cluster, page) -> None:
+    page.goto(cluster.console_url)
+    page.get_by_test_id("api-key").fill("sp_nobody_wrong")
+    page.get_by_test_id("sign-in").click()
+    expect(page.get_by_test_id("sign-in-error")).to_contain_text(re.compile("refused|invalid|unauthenticated", re.I))
+    expect(page.get_by_test_id("tasks-table")).to_have_count(0)
+    assert "/signin" in page.url
+
+
+def test_markup_printed_or_named_by_a_task_is_shown_as_text_and_never_runs(cluster, page) -> None:
+    payload = '<img src=x onerror="window.__pwned = 1"><script>window.__pwned = 2</script>'
+    task = cluster.client().tasks.submit(python(f"print({payload!r})"), name=payload)
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    sign_in(page, cluster.console_url, cluster.api_key)
+
+    expect(page.get_by_test_id(f"task-row-{task.id}")).to_contain_text(payload, timeout=TIMEOUT_MS)
+    page.get_by_test_id(f"task-row-{task.id}").click()
+    expect(page.get_by_test_id("log-line").first).to_have_text(payload, timeout=TIMEOUT_MS)
+
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img[src=x]").count() == 0
+    assert page.locator("body script:not([src])").count() == 0
+    assert page.errors == []
