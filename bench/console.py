@@ -21,8 +21,8 @@ from pathlib import Path
 from bench import Up, percentile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from browser import launch  # noqa: E402
-from programs import python  # noqa: E402
+from browser import launch
+from programs import python
 
 BUNDLE = Path(__file__).resolve().parent.parent / "server" / "console_bundle"
 
