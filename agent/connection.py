@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -35,10 +36,10 @@ BATCH_BYTES = 256 * 1024
 # Listings, file data and heartbeats waiting to be sent; readers of files wait when it is full.
 CONTROL_QUEUE_SIZE = 64
 CHANNEL_OPTIONS = (
-    # Reconnect as fast as our own backoff asks, not after gRPC's default of 1 s growing to 120 s.
+    # Reconnect within a second of the server coming back, not after gRPC's default of 1 s growing to 120 s.
     ("grpc.initial_reconnect_backoff_ms", 50),
     ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 2000),
+    ("grpc.max_reconnect_backoff_ms", 1000),
     # Ping a quiet connection, so a dead one is noticed and replaced within half a minute.
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -105,7 +106,19 @@ class ServerConnection:
             if not outage_reported:
                 log.warning("no connection to %s (%s); retrying", self._server, reason)
                 outage_reported = True
-            await asyncio.sleep(backoff.next_delay())
+            await self._pause(backoff.next_delay())
+
+    async def _pause(self, delay: float) -> None:
+        """Waits `delay` before the next attempt; while the channel is down, only until it is up again.
+
+        An attempt fails at once while gRPC waits out its own reconnect backoff, so sleeping our delay after that
+        would add the two, keeping the agent (and the output of its tasks) away from a restarted server longer.
+        """
+        if self._channel.get_state() == grpc.ChannelConnectivity.READY:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._channel.channel_ready(), delay)
 
     async def close(self) -> None:
         """Kills the held tasks and closes the channel."""
@@ -163,6 +176,11 @@ class _Session:
                 asyncio.create_task(self._send_heartbeats()),
             ]
             done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+            if self._call.done():
+                # The stream ended. A read raises why (or returns EOF if the server closed it); a write that raced
+                # the end raises only InvalidStateError, which must not stop the agent.
+                await self._call.read()
+                return
             for loop in done:
                 loop.result()
         finally:

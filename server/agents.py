@@ -16,6 +16,9 @@ ACKS = "acks"  # put in an outbox to send the acknowledgements gathered since
 _OVERFLOW = object()  # a relayed file read outran its reader
 READ_WINDOW = 64  # FileData frames (up to 64 KiB each) held for one reader
 _request_ids = itertools.count(1)
+# After a server restart an agent gets this long (or the heartbeat timeout, if longer) to come back before its
+# tasks are lost: the restart finds every agent backing off, retrying about every 2 s whatever the heartbeat.
+RESTART_GRACE = 10.0
 
 
 @dataclass
@@ -151,12 +154,12 @@ class _Window:
 
 
 class AgentHub:
-    """Sessions by agent id, and when each absent machine went silent (to mark it lost after the timeout)."""
+    """Sessions by agent id, and until when each absent machine may stay away before it is lost."""
 
     def __init__(self, heartbeat_interval: float) -> None:
         self.heartbeat_interval = heartbeat_interval
         self.sessions: dict[str, AgentSession] = {}
-        self.silent_since: dict[str, float] = {}
+        self.absent_until: dict[str, float] = {}  # monotonic deadlines
         self.changed = asyncio.Event()
 
     @property
@@ -168,7 +171,7 @@ class AgentHub:
         if previous is not None:
             previous.close()
         self.sessions[session.agent_id] = session
-        self.silent_since.pop(session.agent_id, None)
+        self.absent_until.pop(session.agent_id, None)
         self.changed.set()
         self.changed = asyncio.Event()
 
@@ -177,24 +180,24 @@ class AgentHub:
         session.close()
         if self.sessions.get(session.agent_id) is session:
             del self.sessions[session.agent_id]
-            self.silent_since[session.agent_id] = time.monotonic()
+            self.absent_until[session.agent_id] = time.monotonic() + self.timeout
             return True
         return False
 
     def expect(self, agent_id: str) -> None:
         """A machine that has tasks but no session yet (after a server restart): lost if it stays away."""
         if agent_id not in self.sessions:
-            self.silent_since.setdefault(agent_id, time.monotonic())
+            self.absent_until.setdefault(agent_id, time.monotonic() + max(self.timeout, RESTART_GRACE))
 
     def overdue(self) -> list[str]:
-        """Agents silent past the timeout, connected or not; they are forgotten here."""
+        """Connected agents silent past the timeout and absent ones past their deadline; they are forgotten here."""
         now = time.monotonic()
         late = [agent_id for agent_id, s in self.sessions.items() if now - s.last_seen > self.timeout]
         for agent_id in late:
             self.sessions.pop(agent_id).close()
-        gone = [agent_id for agent_id, since in self.silent_since.items() if now - since > self.timeout]
+        gone = [agent_id for agent_id, until in self.absent_until.items() if now > until]
         for agent_id in gone:
-            del self.silent_since[agent_id]
+            del self.absent_until[agent_id]
         return late + gone
 
     def session(self, agent_id: str) -> AgentSession | None:

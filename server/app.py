@@ -149,7 +149,7 @@ class ServerApp:
         return port
 
     async def _watch_machines(self) -> None:
-        """Marks machines silent past the heartbeat timeout as lost, with their running tasks."""
+        """Marks machines silent past the heartbeat timeout, or away past their deadline, as lost with their tasks."""
         while True:
             await asyncio.sleep(self.hub.heartbeat_interval / 2)
             for machine_id in self.hub.overdue():

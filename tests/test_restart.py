@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from collector import BackgroundCollector
 from programs import numbered_lines
+from tcp_proxy import TcpProxy
 from waiting import eventually
 from watch_stream import CHANGE, SNAPSHOT, changes, ended, open_watch, snapshot_end, take_until
 
@@ -44,6 +47,33 @@ def test_sigkill_the_server_while_an_agent_runs_a_followed_task(cluster_factory)
     call.cancel()
     assert all(revision > revision_before for revision, _, _ in replayed)
     assert replayed[-1][1:] == (task.id, task_pb2.TASK_STATUS_SUCCEEDED)
+
+
+def test_an_agent_back_late_after_a_restart_keeps_its_task(cluster_factory) -> None:
+    # Three 0.3 s heartbeats is how long a machine that went silent has. A restarted server gives each machine
+    # longer to come back: the restart finds every agent backing off, retrying at its own pace.
+    cluster = cluster_factory(agents=0, env={"SIMPLANE_HEARTBEAT_INTERVAL": "0.3"})
+    proxy = TcpProxy(cluster.address)
+    try:
+        cluster.start_agent(server=proxy.address)
+        task = cluster.client().tasks.submit(numbered_lines(LINES, every=0.02))
+        follower = BackgroundCollector(task.logs(follow=True))  # straight to the server, not through the proxy
+        eventually(lambda: len(follower) >= 30, timeout=30)
+
+        proxy.cut()
+        cluster.kill()
+        cluster.restart()
+        restarted, refused = time.monotonic(), proxy.refused
+        eventually(lambda: proxy.refused >= refused + 4, timeout=20)  # the agent kept trying to come back
+        assert time.monotonic() - restarted > 3 * 0.3, "the agent was not kept away long; the test proves nothing"
+        assert task.info().status == simplane.TaskStatus.RUNNING
+        proxy.restore()
+
+        lines = follower.join(timeout=60)
+        assert [line.text for line in lines if line.stream == "stdout"] == [f"line {i}" for i in range(LINES)]
+        assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    finally:
+        proxy.close()
 
 
 def test_status_events_and_revisions_survive_a_restart(cluster) -> None:
