@@ -101,10 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--token", default=os.environ.get("SIMPLANE_AGENT_TOKEN"), help="agent token (SIMPLANE_AGENT_TOKEN)"
     )
+    parser.add_argument(
+        "--connect-from-stdin",
+        action="store_true",
+        help="read the server's HOST:PORT and the token from stdin, a line each (how `simplane up` starts its "
+        "agents before its port is known)",
+    )
     parser.add_argument("--machine-group", default="local")
     parser.add_argument("--slots", type=int, help="CPUs' worth of tasks to run at once (default: CPU count)")
     parser.add_argument("--work-dir", help="where task working directories go")
     args = parser.parse_args(argv)
+    if args.connect_from_stdin:
+        args.server, args.token = (sys.stdin.readline().strip() for _ in range(2))
+        if not (args.server and args.token):
+            return 1  # `simplane up` stopped before it could tell where to connect
     if not args.server:
         parser.error("--server is required (or set SIMPLANE_SERVER)")
     if not args.token:

@@ -138,9 +138,12 @@ class ServerApp:
             )
         ]
         reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-        port = server.add_insecure_port(address)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError:  # what grpcio raises where older releases returned 0
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise OSError("the address is in use, or is not one of this machine's")
         await server.start()
         for name in ["", *services]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

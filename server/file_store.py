@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import os
 import tempfile
 import time
@@ -15,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from simplane._api.v1 import storage_pb2
 from simplane.server import errors
@@ -192,7 +192,8 @@ class _Incoming:
 
 def _record(session, owner: str, path: str, size: int, sha256: str) -> None:  # type: ignore[no-untyped-def]
     values = {"owner": owner, "path": path, "size": size, "sha256": sha256, "created_at": time.time()}
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    # The database's own upsert; its dialect module is imported here, where it is used, to keep start-up short.
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{session.bind.dialect.name}")
     statement = dialect.insert(StoredFileRow).values(**values)
     session.execute(
         statement.on_conflict_do_update(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from simplane._config import config_path
-from simplane.server.auth import AGENT_KEY, USER_KEY
 
 T = TypeVar("T", int, float)
 ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", re.IGNORECASE)
@@ -100,10 +99,6 @@ async def _up(options: UpOptions) -> int:
 
 
 async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
-    from simplane.server.app import ServerApp, ServerSettings
-    from simplane.server.http_site import HttpSite
-    from simplane.server.store.database import sqlite_url
-
     host, _port = _split_address("--address", options.address)
     http_host, http_port = _split_address("--http-address", options.http_address)
     if options.agents < 0:
@@ -114,51 +109,71 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
     if options.disable_auth and not _is_loopback(http_host):
         raise UpError(f"refusing to serve {options.http_address} without auth: only loopback addresses may disable it")
     cors_origins = [_web_origin(origin) for origin in options.cors_origins]
+    heartbeat_interval = _number_from_env("SIMPLANE_HEARTBEAT_INTERVAL", 5.0, float)
+    max_active_tasks = _number_from_env("SIMPLANE_MAX_ACTIVE_TASKS", 10_000, int)
     data_dir = options.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = ServerSettings(
-        data_dir=data_dir,
-        database_url=options.database_url or sqlite_url(str(data_dir / "simplane.db")),
-        disable_auth=options.disable_auth,
-        heartbeat_interval=_number_from_env("SIMPLANE_HEARTBEAT_INTERVAL", 5.0, float),
-        max_active_tasks=_number_from_env("SIMPLANE_MAX_ACTIVE_TASKS", 10_000, int),
-    )
-    app = ServerApp(settings)
+    # The agents start first, so that their start-up overlaps the server's imports; they learn the server's
+    # address and their token on stdin once it listens.
+    agents = [await _start_agent(data_dir / "agents" / str(number)) for number in range(options.agents)]
     try:
-        port = await app.start(options.address)
-    except OSError as error:
-        app.database.close()
-        raise UpError(f"cannot listen on {options.address}: {error}") from None
-    grpc_address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    site = HttpSite(_loopback_target(host, port), cors_origins=cors_origins, loopback_hosts_only=options.disable_auth)
-    agents: list[asyncio.subprocess.Process] = []
-    try:
-        try:
-            http_port = await site.start(http_host, http_port)
-        except OSError as error:
-            raise UpError(f"cannot listen on {options.http_address}: {error}") from None
-        agent_token = app.database.call(_prepare_accounts, app, data_dir, grpc_address, loopback, options.disable_auth)
-        app.groups.ensure_local(ADMIN)
-        for number in range(options.agents):
-            agents.append(await _start_agent(grpc_address, agent_token, data_dir / "agents" / str(number)))
-        if not await app.hub.wait_for_agents("local", options.agents, AGENT_START_TIMEOUT):
-            print("warning: not every local agent connected in time", file=sys.stderr)
-        http_host_shown = f"[{http_host}]" if ":" in http_host else http_host
-        print(
-            f"simplane is up: grpc={grpc_address} console=http://{http_host_shown}:{http_port}/ "
-            f"data={data_dir} agents={options.agents}",
-            flush=True,
+        # gRPC's C core would add its own lines to the one-line errors of `up` (a port in use); every failure
+        # that matters is reported from Python. Set here, after the agents took their environment.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+        from simplane.server.app import ServerApp, ServerSettings
+        from simplane.server.http_site import HttpSite
+        from simplane.server.store.database import sqlite_url
+
+        settings = ServerSettings(
+            data_dir=data_dir,
+            database_url=options.database_url or sqlite_url(str(data_dir / "simplane.db")),
+            disable_auth=options.disable_auth,
+            heartbeat_interval=heartbeat_interval,
+            max_active_tasks=max_active_tasks,
         )
-        await stop.wait()
+        app = ServerApp(settings)
+        try:
+            port = await app.start(options.address)
+        except OSError as error:
+            app.database.close()
+            raise UpError(f"cannot listen on {options.address}: {error}") from None
+        grpc_address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        site = HttpSite(
+            _loopback_target(host, port), cors_origins=cors_origins, loopback_hosts_only=options.disable_auth
+        )
+        try:
+            try:
+                http_port = await site.start(http_host, http_port)
+            except OSError as error:
+                raise UpError(f"cannot listen on {options.http_address}: {error}") from None
+            agent_token = app.database.call(
+                _prepare_accounts, app, data_dir, grpc_address, loopback, options.disable_auth
+            )
+            app.groups.ensure_local(ADMIN)
+            for process in agents:
+                await _hand_over(process, grpc_address, agent_token)
+            if not await app.hub.wait_for_agents("local", options.agents, AGENT_START_TIMEOUT):
+                print("warning: not every local agent connected in time", file=sys.stderr)
+            http_host_shown = f"[{http_host}]" if ":" in http_host else http_host
+            print(
+                f"simplane is up: grpc={grpc_address} console=http://{http_host_shown}:{http_port}/ "
+                f"data={data_dir} agents={options.agents}",
+                flush=True,
+            )
+            await stop.wait()
+        finally:
+            await _stop_agents(agents)  # before the server, so that they never see it go away
+            await site.stop()
+            await app.stop()
     finally:
-        await _stop_agents(agents)
-        await site.stop()
-        await app.stop()
+        await _stop_agents(agents)  # after a start that failed; a no-op once they stopped above
     return 0
 
 
 def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool, disabled: bool) -> str:  # type: ignore[no-untyped-def]
     """Ensures the admin user, a working admin key in the user's config (on loopback), and the agents' token."""
+    from simplane.server.auth import AGENT_KEY, USER_KEY
+
     accounts = app.accounts
     admin = accounts.ensure_user(session, ADMIN, admin=True)
     if not disabled:
@@ -199,22 +214,31 @@ def _write_config(path: Path, address: str, key: str) -> None:
     temporary.replace(path)
 
 
-async def _start_agent(address: str, token: str, work_dir: Path) -> asyncio.subprocess.Process:
+async def _start_agent(work_dir: Path) -> asyncio.subprocess.Process:
+    """A local agent that waits for the server's address and its token on stdin (see `_hand_over`)."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "SIMPLANE_AGENT_TOKEN": token, "SIMPLANE_AGENT_PARENT": str(os.getpid())}
+    env = {**os.environ, "SIMPLANE_AGENT_PARENT": str(os.getpid())}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "simplane.agent",
-        "--server",
-        address,
+        "--connect-from-stdin",
         "--machine-group",
         "local",
         "--work-dir",
         str(work_dir),
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
     )
+
+
+async def _hand_over(process: asyncio.subprocess.Process, address: str, token: str) -> None:
+    """Tells a local agent where to connect and with which token, then closes its stdin."""
+    assert process.stdin is not None
+    process.stdin.write(f"{address}\n{token}\n".encode())
+    with contextlib.suppress(ConnectionError):  # an agent that died already is reported by the wait for agents
+        await process.stdin.drain()
+    process.stdin.close()
 
 
 async def _stop_agents(agents: list[asyncio.subprocess.Process]) -> None:

@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+import pytest
 from cluster import CLI, READY_LINE, base_env, run_cli
 from programs import numbered_lines, python
 
@@ -294,6 +296,26 @@ def test_up_refuses_a_public_address_without_auth(tmp_path) -> None:
     assert not READY_LINE.search(stdout), stdout
     line = only_error_line(stderr)
     assert "0.0.0.0:0" in line and "auth" in line, line
+
+
+@pytest.mark.parametrize("flag", ["--address", "--http-address"])
+def test_up_on_a_port_in_use_is_one_error_line_and_leaves_no_agent_behind(tmp_path, flag) -> None:
+    env = {**base_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        addresses = {"--address": "127.0.0.1:0", "--http-address": "127.0.0.1:0", flag: busy}
+        command = [*CLI, "up", *(part for pair in addresses.items() for part in pair), "--agents", "2"]
+        up = subprocess.Popen(command, env=env, cwd=tmp_path, text=True, start_new_session=True, **PIPES)
+        try:
+            stdout, stderr = up.communicate(timeout=30)
+        finally:
+            stop_group(up)
+    assert up.returncode == 1, (stdout, stderr)
+    assert not READY_LINE.search(stdout), stdout
+    line = only_error_line(stderr)
+    assert f"cannot listen on {busy}" in line, line
+    with pytest.raises(ProcessLookupError):  # the agents it had started are gone with it
+        os.killpg(up.pid, 0)
 
 
 def test_tasks_watch_piped_prints_plain_lines_until_interrupted(cluster) -> None:
