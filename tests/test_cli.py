@@ -284,35 +284,30 @@ def test_help_of_tasks_list_and_of_the_program_name_their_options() -> None:
         assert option in done.stdout, option
 
 
-def test_up_refuses_a_public_address_without_auth(tmp_path) -> None:
+def failed_up(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
+    """Runs `simplane up ARGS` until it exits, which it must do with code 1 and one error line; returns both."""
     env = {**base_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
-    command = [*CLI, "up", "--address", "0.0.0.0:0", "--http-address", "127.0.0.1:0", "--disable-auth"]
-    up = subprocess.Popen(command, env=env, cwd=tmp_path, text=True, start_new_session=True, **PIPES)
+    up = subprocess.Popen([*CLI, "up", *args], env=env, cwd=tmp_path, text=True, start_new_session=True, **PIPES)
     try:
         stdout, stderr = up.communicate(timeout=30)
     finally:
         stop_group(up)
     assert up.returncode == 1, (stdout, stderr)
     assert not READY_LINE.search(stdout), stdout
-    line = only_error_line(stderr)
+    return up, only_error_line(stderr)
+
+
+def test_up_refuses_a_public_address_without_auth(tmp_path) -> None:
+    _, line = failed_up(tmp_path, "--address", "0.0.0.0:0", "--http-address", "127.0.0.1:0", "--disable-auth")
     assert "0.0.0.0:0" in line and "auth" in line, line
 
 
 @pytest.mark.parametrize("flag", ["--address", "--http-address"])
 def test_up_on_a_port_in_use_is_one_error_line_and_leaves_no_agent_behind(tmp_path, flag) -> None:
-    env = {**base_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
     with socket.create_server(("127.0.0.1", 0)) as taken:
         busy = f"127.0.0.1:{taken.getsockname()[1]}"
         addresses = {"--address": "127.0.0.1:0", "--http-address": "127.0.0.1:0", flag: busy}
-        command = [*CLI, "up", *(part for pair in addresses.items() for part in pair), "--agents", "2"]
-        up = subprocess.Popen(command, env=env, cwd=tmp_path, text=True, start_new_session=True, **PIPES)
-        try:
-            stdout, stderr = up.communicate(timeout=30)
-        finally:
-            stop_group(up)
-    assert up.returncode == 1, (stdout, stderr)
-    assert not READY_LINE.search(stdout), stdout
-    line = only_error_line(stderr)
+        up, line = failed_up(tmp_path, *(part for pair in addresses.items() for part in pair), "--agents", "2")
     assert f"cannot listen on {busy}" in line, line
     with pytest.raises(ProcessLookupError):  # the agents it had started are gone with it
         os.killpg(up.pid, 0)
