@@ -1,8 +1,10 @@
-"""Tables. Times are Unix seconds (float) so SQLite and PostgreSQL store them alike."""
+"""Tables. Times are Unix seconds (float) so SQLite and PostgreSQL store them alike; sizes, offsets and revisions
+are 64-bit (BIGINT), since PostgreSQL's INTEGER stops at 2 GiB. Every change here ships as a migration
+(server/store/migrations)."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Index, LargeBinary
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -47,7 +49,10 @@ class TaskRow(SQLModel, table=True):
     """The current state of a task; its past is in task_events."""
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_owner_id", "owner", "id"),)
+    __table_args__ = (
+        Index("ix_tasks_owner_id", "owner", "id"),
+        Index("ix_tasks_owner_request_id", "owner", "request_id", unique=True),
+    )
     id: str = Field(primary_key=True)
     owner: str
     name: str = ""
@@ -66,21 +71,23 @@ class TaskRow(SQLModel, table=True):
     cpus: int = 1
     inputs: str = ""
     history: list[list] = Field(sa_column=Column(JSON, nullable=False))
-    input_bytes: int = 0
-    input_files: int = 0
-    output_bytes: int = 0
-    output_files: int = 0
-    revision: int = 0
-    update_seq: int = 0
-    stdout_size: int = -1
-    stderr_size: int = -1
+    input_bytes: int = Field(default=0, sa_type=BigInteger)
+    input_files: int = Field(default=0, sa_type=BigInteger)
+    output_bytes: int = Field(default=0, sa_type=BigInteger)
+    output_files: int = Field(default=0, sa_type=BigInteger)
+    revision: int = Field(default=0, sa_type=BigInteger)
+    update_seq: int = Field(default=0, sa_type=BigInteger)
+    stdout_size: int = Field(default=-1, sa_type=BigInteger)
+    stderr_size: int = Field(default=-1, sa_type=BigInteger)
+    # The client's idempotency key for SubmitTask (NULL when it sent none); unique per owner.
+    request_id: str | None = None
 
 
 class TaskEventRow(SQLModel, table=True):
     """One change of one task, with the task's state after it: WatchTasks replays these by revision."""
 
     __tablename__ = "task_events"
-    revision: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    revision: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
     task_id: str
     owner: str = Field(index=True)
     task: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
@@ -90,6 +97,6 @@ class StoredFileRow(SQLModel, table=True):
     __tablename__ = "stored_files"
     owner: str = Field(primary_key=True)
     path: str = Field(primary_key=True)
-    size: int
+    size: int = Field(sa_type=BigInteger)
     sha256: str
     created_at: float

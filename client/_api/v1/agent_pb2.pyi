@@ -149,7 +149,7 @@ class AgentHello(_message.Message):
     HELD_TASKS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
-    """Chosen by the agent, stable across its reconnects; the server uses it as the machine id."""
+    """The machine id from JoinResponse; it must be the credential's own."""
     machine_group: _builtins.str
     """Must match the agent token's group."""
     hostname: _builtins.str
@@ -639,6 +639,55 @@ class CancelReadCommand(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelReadCommand: _TypeAlias = CancelReadCommand  # noqa: Y015
+
+@_typing.final
+class JoinRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_GROUP_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    machine_group: _builtins.str
+    """Must match the join token's group."""
+    hostname: _builtins.str
+    version: _builtins.str
+    def __init__(
+        self,
+        *,
+        machine_group: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hostname", b"hostname", "machine_group", b"machine_group", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinRequest: _TypeAlias = JoinRequest  # noqa: Y015
+
+@_typing.final
+class JoinResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MACHINE_ID_FIELD_NUMBER: _builtins.int
+    CREDENTIAL_FIELD_NUMBER: _builtins.int
+    machine_id: _builtins.str
+    credential: _builtins.str
+    """The machine's own credential for every other AgentService call; shown once, the server keeps its hash."""
+    def __init__(
+        self,
+        *,
+        machine_id: _builtins.str = ...,
+        credential: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credential", b"credential", "machine_id", b"machine_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinResponse: _TypeAlias = JoinResponse  # noqa: Y015
 
 @_typing.final
 class DownloadInputsRequest(_message.Message):

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class AgentServiceStub:
     """AgentService is internal: the agents that run tasks on machines speak it to the server, over the same
-    network path whether the agent is a local process or a VM. Calls carry "authorization: Bearer <agent token>".
+    network path whether the agent is a local process or a VM. Join takes a machine group's join token
+    ("authorization: Bearer <agent token>"); every other call takes the machine credential Join returned.
     """
 
     def __init__(self, channel):
@@ -36,6 +37,11 @@ class AgentServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Join = channel.unary_unary(
+                '/simplane.v1.AgentService/Join',
+                request_serializer=simplane_dot_v1_dot_agent__pb2.JoinRequest.SerializeToString,
+                response_deserializer=simplane_dot_v1_dot_agent__pb2.JoinResponse.FromString,
+                _registered_method=True)
         self.Connect = channel.stream_stream(
                 '/simplane.v1.AgentService/Connect',
                 request_serializer=simplane_dot_v1_dot_agent__pb2.ConnectRequest.SerializeToString,
@@ -55,8 +61,17 @@ class AgentServiceStub:
 
 class AgentServiceServicer:
     """AgentService is internal: the agents that run tasks on machines speak it to the server, over the same
-    network path whether the agent is a local process or a VM. Calls carry "authorization: Bearer <agent token>".
+    network path whether the agent is a local process or a VM. Join takes a machine group's join token
+    ("authorization: Bearer <agent token>"); every other call takes the machine credential Join returned.
     """
+
+    def Join(self, request, context):
+        """Join makes a new machine of the join token's group and returns its id and its own credential. The token
+        can do nothing else; the credential can touch only the tasks assigned to its machine.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Connect(self, request_iterator, context):
         """Connect is the agent's one long-lived stream. The agent opens with an AgentHello; the server answers
@@ -85,6 +100,11 @@ class AgentServiceServicer:
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=simplane_dot_v1_dot_agent__pb2.JoinRequest.FromString,
+                    response_serializer=simplane_dot_v1_dot_agent__pb2.JoinResponse.SerializeToString,
+            ),
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
                     request_deserializer=simplane_dot_v1_dot_agent__pb2.ConnectRequest.FromString,
@@ -110,8 +130,36 @@ def add_AgentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentService:
     """AgentService is internal: the agents that run tasks on machines speak it to the server, over the same
-    network path whether the agent is a local process or a VM. Calls carry "authorization: Bearer <agent token>".
+    network path whether the agent is a local process or a VM. Join takes a machine group's join token
+    ("authorization: Bearer <agent token>"); every other call takes the machine credential Join returned.
     """
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/simplane.v1.AgentService/Join',
+            simplane_dot_v1_dot_agent__pb2.JoinRequest.SerializeToString,
+            simplane_dot_v1_dot_agent__pb2.JoinResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Connect(request_iterator,

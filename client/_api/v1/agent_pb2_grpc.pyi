@@ -28,13 +28,18 @@ GRPC_VERSION: str
 
 class AgentServiceStub:
     """AgentService is internal: the agents that run tasks on machines speak it to the server, over the same
-    network path whether the agent is a local process or a VM. Calls carry "authorization: Bearer <agent token>".
+    network path whether the agent is a local process or a VM. Join takes a machine group's join token
+    ("authorization: Bearer <agent token>"); every other call takes the machine credential Join returned.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AgentServiceAsyncStub: ...
+    Join: _grpc.UnaryUnaryMultiCallable[_agent_pb2.JoinRequest, _agent_pb2.JoinResponse]
+    """Join makes a new machine of the join token's group and returns its id and its own credential. The token
+    can do nothing else; the credential can touch only the tasks assigned to its machine.
+    """
     Connect: _grpc.StreamStreamMultiCallable[_agent_pb2.ConnectRequest, _agent_pb2.ConnectResponse]
     """Connect is the agent's one long-lived stream. The agent opens with an AgentHello; the server answers
     with an AgentWelcome. Then assignments and kills flow down; task updates and output flow up, and the
@@ -49,10 +54,15 @@ class AgentServiceStub:
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
     """AgentService is internal: the agents that run tasks on machines speak it to the server, over the same
-    network path whether the agent is a local process or a VM. Calls carry "authorization: Bearer <agent token>".
+    network path whether the agent is a local process or a VM. Join takes a machine group's join token
+    ("authorization: Bearer <agent token>"); every other call takes the machine credential Join returned.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    Join: _aio.UnaryUnaryMultiCallable[_agent_pb2.JoinRequest, _agent_pb2.JoinResponse]  # type: ignore[assignment]
+    """Join makes a new machine of the join token's group and returns its id and its own credential. The token
+    can do nothing else; the credential can touch only the tasks assigned to its machine.
+    """
     Connect: _aio.StreamStreamMultiCallable[_agent_pb2.ConnectRequest, _agent_pb2.ConnectResponse]  # type: ignore[assignment]
     """Connect is the agent's one long-lived stream. The agent opens with an AgentHello; the server answers
     with an AgentWelcome. Then assignments and kills flow down; task updates and output flow up, and the
@@ -66,8 +76,19 @@ class AgentServiceAsyncStub(AgentServiceStub):
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """AgentService is internal: the agents that run tasks on machines speak it to the server, over the same
-    network path whether the agent is a local process or a VM. Calls carry "authorization: Bearer <agent token>".
+    network path whether the agent is a local process or a VM. Join takes a machine group's join token
+    ("authorization: Bearer <agent token>"); every other call takes the machine credential Join returned.
     """
+
+    @_abc_1.abstractmethod
+    def Join(
+        self,
+        request: _agent_pb2.JoinRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.JoinResponse, _abc.Awaitable[_agent_pb2.JoinResponse]]:
+        """Join makes a new machine of the join token's group and returns its id and its own credential. The token
+        can do nothing else; the credential can touch only the tasks assigned to its machine.
+        """
 
     @_abc_1.abstractmethod
     def Connect(

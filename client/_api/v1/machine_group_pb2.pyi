@@ -70,9 +70,13 @@ class _MachineStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MachineS
     MACHINE_STATE_STARTING: _MachineState.ValueType  # 1
     MACHINE_STATE_CONNECTED: _MachineState.ValueType  # 2
     MACHINE_STATE_LOST: _MachineState.ValueType  # 3
-    """Stopped sending heartbeats; its running tasks became LOST."""
+    """Away past its grace period; its tasks became LOST."""
     MACHINE_STATE_DISCONNECTED: _MachineState.ValueType  # 4
     MACHINE_STATE_TERMINATED: _MachineState.ValueType  # 5
+    MACHINE_STATE_UNREACHABLE: _MachineState.ValueType  # 6
+    """Silent past the heartbeat timeout: its tasks keep their status and may still be running there; they
+    become LOST only if it stays away past the grace period.
+    """
 
 class MachineState(_MachineState, metaclass=_MachineStateEnumTypeWrapper): ...
 
@@ -80,9 +84,13 @@ MACHINE_STATE_UNSPECIFIED: MachineState.ValueType  # 0
 MACHINE_STATE_STARTING: MachineState.ValueType  # 1
 MACHINE_STATE_CONNECTED: MachineState.ValueType  # 2
 MACHINE_STATE_LOST: MachineState.ValueType  # 3
-"""Stopped sending heartbeats; its running tasks became LOST."""
+"""Away past its grace period; its tasks became LOST."""
 MACHINE_STATE_DISCONNECTED: MachineState.ValueType  # 4
 MACHINE_STATE_TERMINATED: MachineState.ValueType  # 5
+MACHINE_STATE_UNREACHABLE: MachineState.ValueType  # 6
+"""Silent past the heartbeat timeout: its tasks keep their status and may still be running there; they
+become LOST only if it stays away past the grace period.
+"""
 Global___MachineState: _TypeAlias = MachineState  # noqa: Y015
 
 @_typing.final

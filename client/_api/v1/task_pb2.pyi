@@ -255,6 +255,7 @@ class Task(_message.Message):
     HISTORY_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    WARNING_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned, sortable by creation time."""
     name: _builtins.str
@@ -276,6 +277,10 @@ class Task(_message.Message):
     """The storage prefix the inputs were uploaded to; empty when the task has no inputs."""
     revision: _builtins.int
     """The revision of the last change to this task (see WatchTasks)."""
+    warning: _builtins.str
+    """What holds the task back now while it is active, e.g. its machine is unreachable or the server's disk is
+    full; empty when nothing does.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -315,10 +320,11 @@ class Task(_message.Message):
         history: _abc.Iterable[Global___StatusTransition] | None = ...,
         metrics: Global___TaskMetrics | None = ...,
         revision: _builtins.int = ...,
+        warning: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "create_time", b"create_time", "exit_code", b"exit_code", "metrics", b"metrics", "time_to_live", b"time_to_live", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempt", b"attempt", "command", b"command", "cpus", b"cpus", "create_time", b"create_time", "env", b"env", "error", b"error", "exit_code", b"exit_code", "history", b"history", "id", b"id", "inputs", b"inputs", "machine_group", b"machine_group", "machine_id", b"machine_id", "metrics", b"metrics", "name", b"name", "owner", b"owner", "project", b"project", "revision", b"revision", "status", b"status", "time_to_live", b"time_to_live", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "attempt", b"attempt", "command", b"command", "cpus", b"cpus", "create_time", b"create_time", "env", b"env", "error", b"error", "exit_code", b"exit_code", "history", b"history", "id", b"id", "inputs", b"inputs", "machine_group", b"machine_group", "machine_id", b"machine_id", "metrics", b"metrics", "name", b"name", "owner", b"owner", "project", b"project", "revision", b"revision", "status", b"status", "time_to_live", b"time_to_live", "update_time", b"update_time", "warning", b"warning"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
@@ -358,6 +364,7 @@ class SubmitTaskRequest(_message.Message):
     CPUS_FIELD_NUMBER: _builtins.int
     ENV_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     project: _builtins.str
     machine_group: _builtins.str
@@ -366,6 +373,11 @@ class SubmitTaskRequest(_message.Message):
     """CPUs the task needs on its machine; defaults to 1."""
     inputs: _builtins.str
     """A storage prefix (see StorageService.UploadFiles) whose files are staged into the working directory."""
+    request_id: _builtins.str
+    """Makes the submit idempotent: a submit that repeats the request_id of an earlier one of the same user returns
+    the task the first one made instead of creating another, so a client may retry after a timeout. The client
+    library sets one by itself; at most 128 characters.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The program and its arguments, run without a shell in a fresh working directory."""
@@ -387,10 +399,11 @@ class SubmitTaskRequest(_message.Message):
         cpus: _builtins.int = ...,
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         inputs: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time_to_live", b"time_to_live"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "cpus", b"cpus", "env", b"env", "inputs", b"inputs", "machine_group", b"machine_group", "name", b"name", "project", b"project", "time_to_live", b"time_to_live"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "cpus", b"cpus", "env", b"env", "inputs", b"inputs", "machine_group", b"machine_group", "name", b"name", "project", b"project", "request_id", b"request_id", "time_to_live", b"time_to_live"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
