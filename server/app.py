@@ -63,7 +63,7 @@ class ServerApp:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.database = Database(settings.database_url)
-        self.database.create_tables()
+        self.database.migrate()
         self.authenticator = Authenticator(self.database, disabled=settings.disable_auth)
         self.accounts = Accounts(self.database, self.authenticator, max_active_tasks=settings.max_active_tasks)
         self.groups = MachineGroups(self.database)

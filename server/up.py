@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from simplane._config import config_path
+from simplane.server.errors import DomainError
 
 T = TypeVar("T", int, float)
 ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", re.IGNORECASE)
@@ -42,7 +43,7 @@ class UpError(Exception):
 def run_up(options: UpOptions) -> int:
     try:
         return asyncio.run(_up(options))
-    except UpError as error:
+    except (UpError, DomainError) as error:  # DomainError: the store refused to start (a database too new)
         print(f"error: {error}", file=sys.stderr)
         return 1
 

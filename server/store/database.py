@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from simplane.server import errors
 from simplane.server.store import models  # noqa: F401  (registers the tables)
@@ -60,8 +60,11 @@ class Database:
         self.engine = _make_engine(url)
         self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplane-db")
 
-    def create_tables(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
+    def migrate(self) -> None:
+        """Brings the schema to this code's: creates, upgrades (SQLite: after a backup) or refuses (see migrate.py)."""
+        from simplane.server.store.migrate import bring_to_head
+
+        bring_to_head(self.engine)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs fn(session, *args) in a transaction, in the calling thread (for startup and the DB thread)."""
