@@ -18,9 +18,7 @@ def upgrade() -> None:
         batch_op.alter_column("size", existing_type=sa.INTEGER(), type_=sa.BigInteger(), existing_nullable=False)
 
     with op.batch_alter_table("task_events", schema=None) as batch_op:
-        batch_op.alter_column(
-            "revision", existing_type=sa.INTEGER(), type_=sa.BigInteger(), existing_nullable=False, autoincrement=False
-        )
+        batch_op.alter_column("revision", existing_type=sa.INTEGER(), type_=sa.BigInteger(), existing_nullable=False)
 
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("request_id", sa.String(), nullable=True))
