@@ -52,13 +52,14 @@ def revisions() -> list[str]:
 
 def bring_to_head(engine: Engine) -> None:
     """Creates, stamps or upgrades the schema so that it is the models'; a no-op when it already is."""
-    head = revisions()[-1]
+    known = revisions()
+    head = known[-1]
     with engine.connect() as connection:
         tables = set(inspect(connection).get_table_names())
         current = connection.execute(select(_VERSION.c.version_num)).scalar() if _VERSION.name in tables else None
     if current == head:
         return
-    if current is not None and current not in revisions():
+    if current is not None and current not in known:
         raise errors.FailedPrecondition(
             f"the database is at schema revision {current}, which this simplane does not know (its newest is "
             f"{head}): a newer simplane upgraded it; run that version, or restore the backup taken before the upgrade"
@@ -93,14 +94,12 @@ def _backup_sqlite(path: Path, revision: str) -> Path:
     """A consistent copy of the SQLite file (its WAL included), 0600, never over an earlier copy."""
     base = f"{path}.backup-{revision}"
     for target in itertools.chain([base], (f"{base}.{number}" for number in itertools.count(2))):
-        try:
+        with contextlib.suppress(FileExistsError):
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            continue
-        with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(target)) as copy:
-            source.backup(copy)
-        return Path(target)
-    raise AssertionError("unreachable: itertools.count never ends")
+            break
+    with contextlib.closing(sqlite3.connect(path)) as source, contextlib.closing(sqlite3.connect(target)) as copy:
+        source.backup(copy)
+    return Path(target)
 
 
 def alembic_config(connection: Connection) -> Config:
