@@ -17,6 +17,7 @@ from sqlmodel import Session, create_engine
 
 from simplane.server import errors
 from simplane.server.store import models  # noqa: F401  (registers the tables)
+from simplane.server.store.migrate import bring_to_head
 
 T = TypeVar("T")
 
@@ -62,8 +63,6 @@ class Database:
 
     def migrate(self) -> None:
         """Brings the schema to this code's: creates, upgrades (SQLite: after a backup) or refuses (see migrate.py)."""
-        from simplane.server.store.migrate import bring_to_head
-
         bring_to_head(self.engine)
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
