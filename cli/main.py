@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import threading
 from contextlib import nullcontext
 from pathlib import Path
@@ -233,10 +232,13 @@ def run(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Print the task ID and exit without following.")
     ] = False,
+    raw: Annotated[bool, tasks.RAW_OPTION] = False,
 ) -> None:
     """Submit a task and follow it until it ends.
 
-    Exits with the task's exit code. The task's stdout and stderr go to this command's stdout and stderr; status changes go to stderr.
+    Exits with the task's exit code. The task's stdout and stderr go to this command's stdout and stderr (on a
+    terminal with control sequences other than colours shown as text, unless --raw; piped, byte for byte);
+    status changes go to stderr.
     Ctrl-C stops following but leaves the task running. Options go before the command; everything from
     the command on (or after `--`) is the command.
 
@@ -268,7 +270,7 @@ def run(
         submitted = task.last_info or task.info()  # submit returns the task's state: no extra call
         output.print_note(f"task {task.id} {submitted.status.value}: {shlex.join(command)}")
         try:
-            raise typer.Exit(_follow(task, first_status=submitted.status.value))
+            raise typer.Exit(_follow(task, first_status=submitted.status.value, raw=raw))
         except KeyboardInterrupt:
             output.print_note(
                 f"stopped following; task {task.id} keeps running. Follow it again with: "
@@ -277,35 +279,18 @@ def run(
             raise typer.Exit(INTERRUPTED) from None
 
 
-def _follow(task: simplane.Task, first_status: str) -> int:
+def _follow(task: simplane.Task, first_status: str, raw: bool) -> int:
     """Stream the task's output until it ends, with its status changes on stderr; return its exit code."""
     from simplane.cli import output
 
     statuses = _StatusReporter(task, first_status)
     statuses.start()
-    out, err = sys.stdout, sys.stderr
+    writer = output.TaskOutputWriter(raw=raw, follow=True)
     for line in task.logs(follow=True):
-        stream = err if line.stream == "stderr" else out
-        stream.write(line.text + "\n")
-        stream.flush()
+        writer.write(line)
+    writer.close()
     statuses.finish()
-
-    info = task.info()
-    exit_code = info.exit_code
-    summary = f"task {info.id} {info.status.value}"
-    if exit_code is not None:
-        summary += f" with exit code {exit_code}"
-    if info.metrics.total is not None:
-        summary += f" after {output.format_duration(info.metrics.total)}"
-    if info.error:
-        summary += f": {info.error}"
-    if info.status.value == "SUCCEEDED":
-        output.print_note(summary)
-        return 0
-    output.print_error(summary)
-    if exit_code is None or exit_code == 0:
-        return 1
-    return exit_code if exit_code > 0 else 128 - exit_code  # killed by signal N: the shell's 128 + N
+    return tasks.report_end(task.info())
 
 
 class _StatusReporter(threading.Thread):

@@ -8,21 +8,33 @@ to keep `simplane --help` fast.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from simplane import LogLine
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 Cell = str | Text
 ProgressCallback = Callable[[int, int], None]
+
+# C0 and C1 control characters and DEL; a tab is kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# What a task may send to the user's terminal: colours and text attributes (SGR: ESC [ digits;... m), tabs and
+# carriage returns (progress bars). Any other escape sequence (titles, screen clearing, clipboard writes,
+# hyperlinks, ...) or control character is shown as text instead.
+_TERMINAL_ALLOWED = re.compile(r"\x1b\[[0-9;:]*m|[\t\r]")
+_TERMINAL_CONTROL = re.compile(r"\x1b\[[0-9;:]*m|[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 _STATUS_STYLES = {
     "SUBMITTED": "yellow",
@@ -36,6 +48,66 @@ _STATUS_STYLES = {
     "TIMED_OUT": "red",
     "LOST": "red",
 }
+
+
+def _escape(match: re.Match[str]) -> str:
+    return repr(match[0])[1:-1]
+
+
+def visible(text: str) -> str:
+    """User text with its control characters written out (`\\x1b`), so it can neither move nor restyle the
+    terminal, and stays on one line."""
+    return _CONTROL.sub(_escape, text)
+
+
+def literal(text: str, style: str = "") -> Text:
+    """User text (a name, a project, a message) for Rich: shown as it is, never read as markup."""
+    return Text(visible(text), style=style)
+
+
+def terminal_safe(text: str) -> str:
+    """A task's output line for a terminal: colours pass, every other control sequence is written out."""
+    return _TERMINAL_CONTROL.sub(lambda m: m[0] if _TERMINAL_ALLOWED.fullmatch(m[0]) else _escape(m), text)
+
+
+class TaskOutputWriter:
+    """Writes a task's output lines: its stdout to ours, its stderr to ours.
+
+    On a terminal, lines go through `terminal_safe` unless `raw`; into a pipe or a file, the task's bytes go out
+    exactly as it wrote them. `follow` flushes after each line, so a live tail shows it at once.
+    """
+
+    def __init__(self, *, raw: bool = False, follow: bool = False) -> None:
+        self._follow = follow
+        self._stdout = _OutputStream(sys.stdout, raw)
+        self._stderr = _OutputStream(sys.stderr, raw)
+
+    def write(self, line: LogLine) -> None:
+        target = self._stderr if line.stream == "stderr" else self._stdout
+        target.write(line)
+        if self._follow:
+            target.flush()
+
+    def close(self) -> None:
+        self._stdout.flush()
+        self._stderr.flush()
+
+
+class _OutputStream:
+    def __init__(self, stream: TextIO, raw: bool) -> None:
+        self._text = stream
+        self._safe = stream.isatty() and not raw
+        if not self._safe:
+            stream.flush()  # what was written as text goes first
+
+    def write(self, line: LogLine) -> None:
+        if self._safe:
+            self._text.write(terminal_safe(line.text) + "\n")
+        else:
+            self._text.buffer.write(line.data + b"\n" if line.newline else line.data)
+
+    def flush(self) -> None:
+        (self._text if self._safe else self._text.buffer).flush()
 
 
 def status_text(status: str) -> Text:
@@ -60,13 +132,14 @@ def build_table(columns: Sequence[str], rows: Iterable[Sequence[Cell]]) -> Table
         # The first column identifies the row (an ID, a path): never wrap it, so it can be copied whole.
         table.add_column(column, no_wrap=index == 0, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(literal(cell) if isinstance(cell, str) else cell for cell in row))
     return table
 
 
 def plain_line(cells: Sequence[Cell]) -> str:
-    """Cells joined by tabs; tabs and newlines inside a cell become spaces so each row stays one line."""
-    return "\t".join(str(cell).replace("\t", " ").replace("\n", " ") for cell in cells)
+    """Cells joined by tabs; tabs and newlines inside a cell become spaces so each row stays one line, and other
+    control characters are written out."""
+    return "\t".join(visible(str(cell).replace("\t", " ").replace("\n", " ")) for cell in cells)
 
 
 def print_json(data: Any) -> None:
@@ -75,12 +148,12 @@ def print_json(data: Any) -> None:
 
 def print_error(message: str) -> None:
     """The one format for errors: `error: <message>` on one line of stderr."""
-    stderr.print(Text.assemble(("error:", "bold red"), " ", message))
+    stderr.print(Text.assemble(("error:", "bold red"), " ", literal(message)))
 
 
 def print_note(message: str) -> None:
     """A message for the person at the terminal, never for a pipe reading stdout."""
-    stderr.print(Text(message, style="dim"))
+    stderr.print(literal(message, style="dim"))
 
 
 @contextmanager

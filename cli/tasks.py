@@ -26,6 +26,13 @@ TaskId = Annotated[str, typer.Argument(metavar="ID", help="The task's ID, as `si
 ProjectFilter = Annotated[str | None, typer.Option(metavar="NAME", help="Only this project's tasks.")]
 GroupFilter = Annotated[str | None, typer.Option(metavar="GROUP", help="Only this machine group's tasks.")]
 
+RAW_OPTION = typer.Option(
+    "--raw",
+    help="On a terminal, pass the task's control sequences through as they are; by default only colours pass and "
+    "other sequences (titles, screen clearing, clipboard writes, links) are shown as text. Piped output is always "
+    "the task's exact bytes.",
+)
+
 TASK_COLUMNS = ("ID", "NAME", "STATUS", "PROJECT", "GROUP", "CREATED", "DURATION", "EXIT")
 
 
@@ -156,7 +163,7 @@ def _describe(info: simplane.TaskInfo, now: datetime) -> Text:
     for label, value in fields:
         if value:
             text.append(f"{label + ':':<14}", style="bold")
-            text.append(value)
+            text.append(output.visible(value) if isinstance(value, str) else value)
             text.append("\n")
 
     text.append("History:\n", style="bold")
@@ -171,7 +178,7 @@ def _describe(info: simplane.TaskInfo, now: datetime) -> Text:
         text.append("  ")
         text.append_text(output.status_text(transition.status.value))
         line = f"{' ' * (12 - len(transition.status.value))}{output.format_time(transition.time)}  {spent:<16}"
-        text.append(f"{line}{transition.detail}".rstrip() + "\n")
+        text.append(f"{line}{output.visible(transition.detail)}".rstrip() + "\n")
 
     metrics = info.metrics
     text.append("Metrics:\n", style="bold")
@@ -212,10 +219,13 @@ def tail(
     ] = None,
     stdout_only: Annotated[bool, typer.Option("--stdout", help="Only the task's stdout.")] = False,
     stderr_only: Annotated[bool, typer.Option("--stderr", help="Only the task's stderr.")] = False,
+    raw: Annotated[bool, RAW_OPTION] = False,
 ) -> None:
     """Print a task's output or one of its files.
 
-    The task's stdout lines go to stdout and its stderr lines to stderr, as they were written.
+    The task's stdout lines go to stdout and its stderr lines to stderr: piped, byte for byte as the task wrote
+    them; on a terminal, with control sequences other than colours shown as text (--raw passes them). With
+    --follow, exits with the task's exit code once it ends, as `simplane run` does.
 
     \b
     Examples:
@@ -229,14 +239,45 @@ def tail(
         raise typer.BadParameter("a FILE has no stdout or stderr", param_hint="--stdout/--stderr")
     stream = "stdout" if stdout_only else "stderr" if stderr_only else "all"
 
+    from simplane.cli import output
+
     with connect(ctx) as client:
         task = client.task(task_id)
-        out, err = sys.stdout, sys.stderr
+        writer = output.TaskOutputWriter(raw=raw, follow=follow)
         for line in task.logs(follow=follow, stream=stream, lines=lines, file=file):
-            target = err if line.stream == "stderr" else out
-            target.write(line.text + "\n")
-            if follow:
-                target.flush()
+            writer.write(line)
+        writer.close()
+        if follow:
+            raise typer.Exit(exit_code_of(task.info()))
+
+
+def exit_code_of(info: simplane.TaskInfo) -> int:
+    """The exit code a command following the task ends with: the task's own, 1 for a task that failed without
+    one, and 128 + N for one killed by signal N, as a shell does."""
+    if info.status.value == "SUCCEEDED":
+        return 0
+    if info.exit_code is None or info.exit_code == 0:
+        return 1
+    return info.exit_code if info.exit_code > 0 else 128 - info.exit_code
+
+
+def report_end(info: simplane.TaskInfo) -> int:
+    """Says on stderr how a followed task ended; returns `exit_code_of(info)`."""
+    from simplane.cli import output
+
+    exit_code = info.exit_code
+    summary = f"task {info.id} {info.status.value}"
+    if exit_code is not None:
+        summary += f" with exit code {exit_code}"
+    if info.metrics.total is not None:
+        summary += f" after {output.format_duration(info.metrics.total)}"
+    if info.error:
+        summary += f": {info.error}"
+    if info.status.value == "SUCCEEDED":
+        output.print_note(summary)
+    else:
+        output.print_error(summary)
+    return exit_code_of(info)
 
 
 @app.command()

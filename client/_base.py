@@ -277,16 +277,16 @@ class StreamLines:
         first = pieces[0]
         if self._parts:
             self._parts.append(first)
-            out.append(LogLine(name, b"".join(self._parts).decode("utf-8", "replace"), self._time, self.cursor))  # type: ignore[arg-type]
+            out.append(LogLine(name, b"".join(self._parts), self._time, self.cursor))  # type: ignore[arg-type]
             self._parts = []
         else:
-            out.append(LogLine(name, first.decode("utf-8", "replace"), read_time, offset))
+            out.append(LogLine(name, first, read_time, offset))
         position = offset + len(first) + 1
         last = pieces.pop()
         append = out.append
         for index in range(1, len(pieces)):
             piece = pieces[index]
-            append(LogLine(name, piece.decode("utf-8", "replace"), read_time, position))
+            append(LogLine(name, piece, read_time, position))
             position += len(piece) + 1
         if last:
             self._parts.append(last)
@@ -296,8 +296,8 @@ class StreamLines:
     def flush(self, out: list[LogLine]) -> None:
         """Hands out the pending partial line, if any: the stream ended without a final newline."""
         if self._parts:
-            text = b"".join(self._parts).decode("utf-8", "replace")
-            out.append(LogLine(self.name, text, self._time, self.cursor))  # type: ignore[arg-type]
+            data = b"".join(self._parts)
+            out.append(LogLine(self.name, data, self._time, self.cursor, newline=False))  # type: ignore[arg-type]
             self._parts = []
             self.cursor = self._end
 

@@ -356,19 +356,27 @@ LogStreamName = Literal["stdout", "stderr", "file"]
 
 
 class LogLine:
-    """One line of a task's output: its text without the newline, where it starts, and when it was read.
+    """One line of a task's output: its bytes without the newline, where it starts, and when it was read.
 
     `offset` is the byte offset of the line's first byte in its stream; `timestamp` is when the agent read the
-    chunk holding that byte.
+    chunk holding that byte. `data` is exactly what the task wrote; `text` is it decoded as UTF-8 (bad bytes
+    replaced), made only when asked for. `newline` is False for a last line the task ended without a newline.
     """
 
-    __slots__ = ("offset", "stream", "text", "timestamp")
+    __slots__ = ("data", "newline", "offset", "stream", "timestamp")
 
-    def __init__(self, stream: LogStreamName, text: str, timestamp: datetime, offset: int) -> None:
+    def __init__(
+        self, stream: LogStreamName, data: bytes, timestamp: datetime, offset: int, *, newline: bool = True
+    ) -> None:
         self.stream = stream
-        self.text = text
+        self.data = data
         self.timestamp = timestamp
         self.offset = offset
+        self.newline = newline
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
 
     def __repr__(self) -> str:
         return f"LogLine(stream={self.stream!r}, offset={self.offset}, text={self.text!r})"
@@ -376,11 +384,12 @@ class LogLine:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LogLine):
             return NotImplemented
-        return (self.stream, self.offset, self.text, self.timestamp) == (
+        return (self.stream, self.offset, self.data, self.timestamp, self.newline) == (
             other.stream,
             other.offset,
-            other.text,
+            other.data,
             other.timestamp,
+            other.newline,
         )
 
     __hash__ = None  # type: ignore[assignment]
