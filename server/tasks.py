@@ -119,7 +119,11 @@ class TaskRegistry:
                 ).scalar_one_or_none()
             )
             if row is not None:
-                made = self.active.get(row.id) or self._ending.get(row.id) or TaskRecord.from_row(row)
+                made = self.active.get(row.id) or self._ending.get(row.id)
+                if made is None:
+                    made = TaskRecord.from_row(row)
+                    if not made.terminal:  # stored, though its submit was told it failed: queue it now
+                        self._queue(made)
                 task = made.to_proto()
             else:
                 task = await self._create(caller, request)
@@ -183,11 +187,15 @@ class TaskRegistry:
         task.move(task_states.QUEUED, now)
         recorded = self.events.record(task, new=True)
         await recorded.committed
+        self._queue(task)
+        return recorded.task
+
+    def _queue(self, task: TaskRecord) -> None:
+        """Takes a stored, queued task into memory and dispatches it."""
         self._track(task)
         self._scheduler.enqueue(task)
         self._arm_expiry(task)
-        self._dispatch(group)
-        return recorded.task
+        self._dispatch(task.machine_group)
 
     async def get(self, caller: Caller, task_id: str) -> TaskRecord:
         if not task_id:
