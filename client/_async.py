@@ -33,7 +33,7 @@ from simplane._api.v1 import (
 from simplane._config import resolve_config
 from simplane._durations import Duration
 from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
-from simplane.errors import Timeout, Unavailable, translating_rpc_errors
+from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
 from simplane.models import (
     ApiKey,
     LogLine,
@@ -68,9 +68,10 @@ class _Connection:
     """The channel, the stubs and the key. Every call goes through here, so gRPC errors become
     SimplaneErrors in one place. The channel is made on first use, inside the event loop it will serve."""
 
-    def __init__(self, address: str, api_key: str | None) -> None:
+    def __init__(self, address: str, api_key: str | None, retry_timeout: float) -> None:
         self.address = address
         self.metadata = _base.auth_metadata(api_key)
+        self.retry_timeout = retry_timeout
         self._channel: grpc.aio.Channel | None = None
         self._stubs: _Stubs | None = None
         self.closed = False
@@ -90,9 +91,18 @@ class _Connection:
             self._stubs = _Stubs(channel)
         return self._stubs
 
-    async def call(self, method: Callable[..., Any], request: Message) -> Any:
-        with translating_rpc_errors():
-            return await method(request, metadata=self.metadata)
+    async def call(self, method: Callable[..., Any], request: Message, *, retry: bool = False) -> Any:
+        """One unary call; with `retry` (safe to repeat) it is repeated while the server answers UNAVAILABLE,
+        for up to the client's retry_timeout."""
+        retrying = _base.Retrying(self.retry_timeout) if retry else None
+        while True:
+            try:
+                return await method(request, metadata=self.metadata)
+            except grpc.RpcError as error:
+                delay = retrying.next_delay(error) if retrying is not None else None
+                if delay is None:
+                    raise translate_rpc_error(error) from error
+            await asyncio.sleep(delay)
 
     async def stream(
         self,
@@ -179,7 +189,9 @@ async def _download(
 ) -> list[Path]:
     total = 0
     if progress is not None:
-        listing = await connection.call(connection.stubs.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix))
+        listing = await connection.call(
+            connection.stubs.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix), retry=True
+        )
         total = sum(file.size for file in listing.files)
         progress(0, total)
     writer = DownloadWriter(directory)
@@ -218,7 +230,7 @@ class AsyncTask:
 
     async def info(self) -> TaskInfo:
         request = task_pb2.GetTaskRequest(task_id=self.id)
-        response = await self._connection.call(self._connection.stubs.tasks.GetTask, request)
+        response = await self._connection.call(self._connection.stubs.tasks.GetTask, request, retry=True)
         self.last_info = TaskInfo.from_proto(response.task)
         return self.last_info
 
@@ -305,7 +317,7 @@ class AsyncTask:
     async def list_files(self) -> list[TaskFile]:
         """The working directory while the task runs; its outputs once it ended."""
         request = task_pb2.ListTaskFilesRequest(task_id=self.id)
-        response = await self._connection.call(self._connection.stubs.tasks.ListTaskFiles, request)
+        response = await self._connection.call(self._connection.stubs.tasks.ListTaskFiles, request, retry=True)
         return [TaskFile.from_proto(file) for file in response.files]
 
     async def download_outputs(self, dir: str | os.PathLike[str], progress: Progress | None = None) -> list[Path]:
@@ -350,7 +362,7 @@ class AsyncTasks:
         )
         if inputs is not None:
             request.inputs = await _upload(self._connection, inputs, _base.inputs_prefix(), progress, "inputs")
-        response = await self._connection.call(self._connection.stubs.tasks.SubmitTask, request)
+        response = await self._connection.call(self._connection.stubs.tasks.SubmitTask, request, retry=True)
         return AsyncTask(self._connection, response.task.id, TaskInfo.from_proto(response.task))
 
     async def get(self, task_id: str) -> AsyncTask:
@@ -387,7 +399,9 @@ class AsyncTasks:
 
     async def _pages(self, listing: _base.TaskListing) -> AsyncGenerator[TaskInfo, None]:
         while not listing.done:
-            response = await self._connection.call(self._connection.stubs.tasks.ListTasks, listing.request())
+            response = await self._connection.call(
+                self._connection.stubs.tasks.ListTasks, listing.request(), retry=True
+            )
             for info in listing.page(response):
                 yield info
 
@@ -437,7 +451,7 @@ class AsyncStorage:
 
     async def list(self, prefix: str = "") -> builtins.list[StoredFile]:
         request = storage_pb2.ListFilesRequest(prefix=prefix)
-        response = await self._connection.call(self._connection.stubs.storage.ListFiles, request)
+        response = await self._connection.call(self._connection.stubs.storage.ListFiles, request, retry=True)
         return [StoredFile.from_proto(file) for file in response.files]
 
 
@@ -448,7 +462,9 @@ class AsyncAccount:
         self._connection = connection
 
     async def whoami(self) -> User:
-        response = await self._connection.call(self._connection.stubs.account.WhoAmI, account_pb2.WhoAmIRequest())
+        response = await self._connection.call(
+            self._connection.stubs.account.WhoAmI, account_pb2.WhoAmIRequest(), retry=True
+        )
         return User.from_proto(response.user)
 
     async def create_user(self, name: str, admin: bool = False) -> tuple[User, str]:
@@ -465,7 +481,7 @@ class AsyncAccount:
 
     async def list_api_keys(self) -> list[ApiKey]:
         request = account_pb2.ListApiKeysRequest()
-        response = await self._connection.call(self._connection.stubs.account.ListApiKeys, request)
+        response = await self._connection.call(self._connection.stubs.account.ListApiKeys, request, retry=True)
         return [ApiKey.from_proto(key) for key in response.api_keys]
 
     async def revoke_api_key(self, id: str) -> ApiKey:
@@ -482,13 +498,15 @@ class AsyncMachineGroups:
 
     async def list(self) -> builtins.list[MachineGroupInfo]:
         request = machine_group_pb2.ListMachineGroupsRequest()
-        response = await self._connection.call(self._connection.stubs.machine_groups.ListMachineGroups, request)
+        response = await self._connection.call(
+            self._connection.stubs.machine_groups.ListMachineGroups, request, retry=True
+        )
         return [MachineGroupInfo.from_proto(group) for group in response.machine_groups]
 
     async def machines(self, group: str | None = None) -> builtins.list[MachineInfo]:
         """The machines of one group, or of every group."""
         request = machine_group_pb2.ListMachinesRequest(machine_group=group or "")
-        response = await self._connection.call(self._connection.stubs.machine_groups.ListMachines, request)
+        response = await self._connection.call(self._connection.stubs.machine_groups.ListMachines, request, retry=True)
         return [MachineInfo.from_proto(machine) for machine in response.machines]
 
     async def create_agent_token(self, machine_group: str = "local") -> str:
@@ -509,14 +527,20 @@ class AsyncClient:
                 print(line.stream, line.text)
             print(await task.wait())
 
-    Configured like `simplane.Client`. Coroutines and async iterators replace blocking calls; `AsyncTask` has
-    no `status`/`exit_code` properties (use `await task.info()`).
+    Configured like `simplane.Client`, with the same retries (`retry_timeout`). Coroutines and async iterators
+    replace blocking calls; `AsyncTask` has no `status`/`exit_code` properties (use `await task.info()`).
     """
 
-    def __init__(self, address: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        api_key: str | None = None,
+        *,
+        retry_timeout: float = _base.DEFAULT_RETRY_TIMEOUT,
+    ) -> None:
         config = resolve_config(address, api_key)
         self.address = config.address
-        self._connection = _Connection(config.address, config.api_key)
+        self._connection = _Connection(config.address, config.api_key, retry_timeout)
         self.tasks = AsyncTasks(self._connection)
         self.storage = AsyncStorage(self._connection)
         self.account = AsyncAccount(self._connection)

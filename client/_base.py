@@ -4,10 +4,10 @@ frames into lines, and the cursors from which a dropped stream resumes.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
@@ -22,32 +22,6 @@ from simplane.models import LogLine, LogStreamName, TaskEvent, TaskInfo, TaskSta
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-# Reads are safe to repeat, so gRPC may retry them while a restarting server is briefly unreachable.
-_RETRIED_READS = {
-    "simplane.v1.TaskService": ("GetTask", "ListTasks", "ListTaskFiles"),
-    "simplane.v1.StorageService": ("ListFiles",),
-    "simplane.v1.AccountService": ("WhoAmI", "ListApiKeys", "GetQuotas", "GetUsage"),
-    "simplane.v1.MachineGroupService": ("GetMachineGroup", "ListMachineGroups", "ListMachines"),
-}
-_SERVICE_CONFIG = {
-    "methodConfig": [
-        {
-            "name": [
-                {"service": service, "method": method}
-                for service, methods in _RETRIED_READS.items()
-                for method in methods
-            ],
-            "retryPolicy": {
-                "maxAttempts": 5,
-                "initialBackoff": "0.1s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }
-    ]
-}
-
 CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     # Reconnect within a second of a server coming back, so resumed streams lose little time.
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -55,12 +29,36 @@ CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-    ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
     # Ping a quiet connection, so a follow or watch over a dead one fails (and resumes) within half a minute.
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
 ]
+
+
+DEFAULT_RETRY_TIMEOUT = 30.0
+
+
+class Retrying:
+    """Paces the retries of a call that is safe to repeat (a read, or a submit with its request id) while the
+    server answers UNAVAILABLE (restarting, or its database away): 0.1 s doubling to 2 s, until `timeout` seconds
+    have passed since the first attempt."""
+
+    INITIAL_DELAY = 0.1
+    MAX_DELAY = 2.0
+
+    def __init__(self, timeout: float) -> None:
+        self._deadline = time.monotonic() + timeout
+        self._delay = self.INITIAL_DELAY
+
+    def next_delay(self, error: Any) -> float | None:
+        """Seconds to wait before repeating the call that raised `error` (a grpc.RpcError); None: raise it."""
+        left = self._deadline - time.monotonic()
+        if error.code().name != "UNAVAILABLE" or left <= 0:
+            return None
+        delay = min(self._delay, left)
+        self._delay = min(self._delay * 2, self.MAX_DELAY)
+        return delay
 
 
 def recover_stream(
@@ -120,6 +118,8 @@ def submit_request(
         cpus=cpus,
         env=dict(env or {}),
         inputs=inputs,
+        # The same id on every attempt: a submit repeated after a lost answer returns the task the first made.
+        request_id=uuid.uuid4().hex,
     )
     if time_to_live is not None:
         request.time_to_live.CopyFrom(duration_message(to_timedelta(time_to_live, "time_to_live")))

@@ -28,7 +28,7 @@ from simplane._api.v1 import (
 from simplane._config import resolve_config
 from simplane._durations import Duration
 from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
-from simplane.errors import Timeout, Unavailable, translating_rpc_errors
+from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
 from simplane.models import (
     ApiKey,
     LogLine,
@@ -56,20 +56,30 @@ class _Connection:
     """The channel, the stubs and the key. Every call goes through here, so gRPC errors become
     SimplaneErrors in one place."""
 
-    def __init__(self, address: str, api_key: str | None) -> None:
+    def __init__(self, address: str, api_key: str | None, retry_timeout: float) -> None:
         self.address = address
         self.channel = grpc.insecure_channel(address, options=_base.CHANNEL_OPTIONS)
         self.metadata = _base.auth_metadata(api_key)
+        self.retry_timeout = retry_timeout
         self.tasks = task_pb2_grpc.TaskServiceStub(self.channel)
         self.storage = storage_pb2_grpc.StorageServiceStub(self.channel)
         self.account = account_pb2_grpc.AccountServiceStub(self.channel)
         self.machine_groups = machine_group_pb2_grpc.MachineGroupServiceStub(self.channel)
         self.closed = False
 
-    def call(self, method: Callable[..., Response], request: Message) -> Response:
+    def call(self, method: Callable[..., Response], request: Message, *, retry: bool = False) -> Response:
+        """One unary call; with `retry` (safe to repeat) it is repeated while the server answers UNAVAILABLE,
+        for up to the client's retry_timeout."""
         self._check_open()
-        with translating_rpc_errors():
-            return method(request, metadata=self.metadata)
+        retrying = _base.Retrying(self.retry_timeout) if retry else None
+        while True:
+            try:
+                return method(request, metadata=self.metadata)
+            except grpc.RpcError as error:
+                delay = retrying.next_delay(error) if retrying is not None else None
+                if delay is None:
+                    raise translate_rpc_error(error) from error
+            time.sleep(delay)
 
     def stream_once(self, method: Callable[..., Any], request: Message) -> Any:
         """Opens a server stream that is not resumed; iterate it inside translating_rpc_errors()."""
@@ -187,7 +197,7 @@ def _download(
 ) -> list[Path]:
     total = 0
     if progress is not None:
-        listing = connection.call(connection.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix))
+        listing = connection.call(connection.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix), retry=True)
         total = sum(file.size for file in listing.files)
         progress(0, total)
     writer = DownloadWriter(directory)
@@ -232,7 +242,9 @@ class Task:
         return self.info().exit_code
 
     def info(self) -> TaskInfo:
-        response = self._connection.call(self._connection.tasks.GetTask, task_pb2.GetTaskRequest(task_id=self.id))
+        response = self._connection.call(
+            self._connection.tasks.GetTask, task_pb2.GetTaskRequest(task_id=self.id), retry=True
+        )
         self.last_info = TaskInfo.from_proto(response.task)
         return self.last_info
 
@@ -314,7 +326,7 @@ class Task:
     def list_files(self) -> list[TaskFile]:
         """The working directory while the task runs; its outputs once it ended."""
         request = task_pb2.ListTaskFilesRequest(task_id=self.id)
-        response = self._connection.call(self._connection.tasks.ListTaskFiles, request)
+        response = self._connection.call(self._connection.tasks.ListTaskFiles, request, retry=True)
         return [TaskFile.from_proto(file) for file in response.files]
 
     def download_outputs(self, dir: str | os.PathLike[str], progress: Progress | None = None) -> list[Path]:
@@ -359,7 +371,7 @@ class Tasks:
         )
         if inputs is not None:
             request.inputs = _upload(self._connection, inputs, _base.inputs_prefix(), progress, "inputs")
-        response = self._connection.call(self._connection.tasks.SubmitTask, request)
+        response = self._connection.call(self._connection.tasks.SubmitTask, request, retry=True)
         return Task(self._connection, response.task.id, TaskInfo.from_proto(response.task))
 
     def get(self, task_id: str) -> Task:
@@ -396,7 +408,9 @@ class Tasks:
 
     def _pages(self, listing: _base.TaskListing) -> Iterator[TaskInfo]:
         while not listing.done:
-            yield from listing.page(self._connection.call(self._connection.tasks.ListTasks, listing.request()))
+            yield from listing.page(
+                self._connection.call(self._connection.tasks.ListTasks, listing.request(), retry=True)
+            )
 
     def watch(
         self,
@@ -440,7 +454,7 @@ class Storage:
 
     def list(self, prefix: str = "") -> builtins.list[StoredFile]:
         response = self._connection.call(
-            self._connection.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix)
+            self._connection.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix), retry=True
         )
         return [StoredFile.from_proto(file) for file in response.files]
 
@@ -452,7 +466,7 @@ class Account:
         self._connection = connection
 
     def whoami(self) -> User:
-        response = self._connection.call(self._connection.account.WhoAmI, account_pb2.WhoAmIRequest())
+        response = self._connection.call(self._connection.account.WhoAmI, account_pb2.WhoAmIRequest(), retry=True)
         return User.from_proto(response.user)
 
     def create_user(self, name: str, admin: bool = False) -> tuple[User, str]:
@@ -468,7 +482,9 @@ class Account:
         return ApiKey.from_proto(response.api_key), response.secret
 
     def list_api_keys(self) -> list[ApiKey]:
-        response = self._connection.call(self._connection.account.ListApiKeys, account_pb2.ListApiKeysRequest())
+        response = self._connection.call(
+            self._connection.account.ListApiKeys, account_pb2.ListApiKeysRequest(), retry=True
+        )
         return [ApiKey.from_proto(key) for key in response.api_keys]
 
     def revoke_api_key(self, id: str) -> ApiKey:
@@ -484,13 +500,13 @@ class MachineGroups:
 
     def list(self) -> builtins.list[MachineGroupInfo]:
         request = machine_group_pb2.ListMachineGroupsRequest()
-        response = self._connection.call(self._connection.machine_groups.ListMachineGroups, request)
+        response = self._connection.call(self._connection.machine_groups.ListMachineGroups, request, retry=True)
         return [MachineGroupInfo.from_proto(group) for group in response.machine_groups]
 
     def machines(self, group: str | None = None) -> builtins.list[MachineInfo]:
         """The machines of one group, or of every group."""
         request = machine_group_pb2.ListMachinesRequest(machine_group=group or "")
-        response = self._connection.call(self._connection.machine_groups.ListMachines, request)
+        response = self._connection.call(self._connection.machine_groups.ListMachines, request, retry=True)
         return [MachineInfo.from_proto(machine) for machine in response.machines]
 
     def create_agent_token(self, machine_group: str = "local") -> str:
@@ -511,14 +527,22 @@ class Client:
                 print(line.stream, line.text)
             print(task.wait())
 
-    The address defaults to 127.0.0.1:50051. The channel connects lazily; a server that cannot be reached
-    shows up as simplane.Unavailable on the first call.
+    The address defaults to 127.0.0.1:50051. The channel connects lazily. Calls that are safe to repeat (reads,
+    and submits, which carry a request id so that a repeat returns the task the first one made) are retried
+    while the server answers UNAVAILABLE (restarting, or its database away), with backoff from 0.1 s to 2 s,
+    for up to `retry_timeout` seconds (0: never); then they raise simplane.Unavailable.
     """
 
-    def __init__(self, address: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        api_key: str | None = None,
+        *,
+        retry_timeout: float = _base.DEFAULT_RETRY_TIMEOUT,
+    ) -> None:
         config = resolve_config(address, api_key)
         self.address = config.address
-        self._connection = _Connection(config.address, config.api_key)
+        self._connection = _Connection(config.address, config.api_key, retry_timeout)
         self.tasks = Tasks(self._connection)
         self.storage = Storage(self._connection)
         self.account = Account(self._connection)

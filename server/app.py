@@ -46,6 +46,8 @@ from simplane.server.tasks import TaskRegistry
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024 * 1024
+# How long stopping waits for the task changes still being committed; a hung database is not waited for longer.
+SETTLE_TIMEOUT = 3.0
 
 
 @dataclass
@@ -168,6 +170,9 @@ class ServerApp:
             session.close()
         if self._server is not None:
             await self._server.stop(grace)
-        await self.events.settled()
+        try:
+            await asyncio.wait_for(self.events.settled(), SETTLE_TIMEOUT)
+        except TimeoutError:
+            log.error("task changes were still being stored after %.0f s; stopping without them", SETTLE_TIMEOUT)
         self.logs.close()
         self.database.close()

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 
 from simplane._api.v1 import task_pb2
-from simplane.server import task_states
+from simplane.server import errors, task_states
 from simplane.server.store.database import Database
 from simplane.server.store.models import TaskEventRow, TaskRow
 from simplane.server.task_record import TaskRecord
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A watcher further behind than this is cut off from live delivery and catches up from the database.
 WATCHER_QUEUE_LIMIT = 10_000
+# How long a commit is retried while the database cannot be reached before its waiters are told Unavailable.
+OUTAGE_RETRY_LIMIT = 15.0
 
 
 @dataclass
@@ -39,12 +43,15 @@ class Recorded:
 
 
 @dataclass
-class _Pending:
-    new_rows: dict[str, dict] = field(default_factory=dict)
-    updated_rows: dict[str, dict] = field(default_factory=dict)
-    events: list[dict] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
-    done: list[asyncio.Future[None]] = field(default_factory=list)
+class _Entry:
+    """One recorded change on its way to the database."""
+
+    task_id: str
+    new: bool  # inserts the task's row
+    row: dict[str, Any]
+    event: dict[str, Any]
+    change: Change
+    done: asyncio.Future[None] | None  # None for a change nobody awaits (carried over an outage)
 
 
 class Subscription:
@@ -70,9 +77,19 @@ class Subscription:
 
 
 class EventStream:
+    """Numbers, stores and publishes task changes.
+
+    A commit the database refuses is retried task by task, so only the changes of the task it refuses fail:
+    their `committed` futures get the error, `on_refused(task_id)` hears of each refused change of a task
+    already stored (the task in memory is then ahead of its row), and everyone else's changes are stored. While
+    the database cannot be reached a commit is retried with backoff for OUTAGE_RETRY_LIMIT seconds, then its
+    waiters get Unavailable; the latest state of each task already stored is carried into the next commit under
+    a new revision, so the database catches up with memory once it is back.
+    """
+
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._pending = _Pending()
+        self._pending: list[_Entry] = []
         self._flushing: asyncio.Task[None] | None = None
         self._watching_all: set[Subscription] = set()
         self._watching_task: dict[str, set[Subscription]] = {}
@@ -80,6 +97,7 @@ class EventStream:
         self.latest: dict[str, Change] = {}
         self.head = 0  # the last committed revision
         self._next = 1
+        self.on_refused: Callable[[str], None] | None = None
 
     def load(self) -> None:
         """Continues numbering after the last stored revision (startup, before serving)."""
@@ -90,31 +108,30 @@ class EventStream:
     def record(self, task: TaskRecord, *, new: bool = False) -> Recorded:
         """Numbers the task's current state as a new revision, to be committed with the next group."""
         task.revision = self._next
-        self._next += 1
-        message = task.to_proto()
-        pending = self._pending
-        row = task.to_row()
-        if new or task.id in pending.new_rows:
-            pending.new_rows[task.id] = row
-        else:
-            pending.updated_rows[task.id] = row
-        pending.events.append(
-            {"revision": task.revision, "task_id": task.id, "owner": task.owner, "task": message.SerializeToString()}
-        )
-        pending.changes.append(Change(task.revision, message))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending.done.append(done)
+        message = self._append(task.id, new, task.to_row(), task.to_proto(), done)
+        return Recorded(done, message)
+
+    def _append(
+        self, task_id: str, new: bool, row: dict[str, Any], message: task_pb2.Task, done: asyncio.Future[None] | None
+    ) -> task_pb2.Task:
+        revision = self._next
+        self._next += 1
+        row["revision"] = message.revision = revision
+        event = {"revision": revision, "task_id": task_id, "owner": message.owner, "task": message.SerializeToString()}
+        self._pending.append(_Entry(task_id, new, row, event, Change(revision, message), done))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
-        return Recorded(done, message)
+        return message
 
     async def _flush(self) -> None:
         try:
-            while self._pending.events:
-                batch, self._pending = self._pending, _Pending()
-                await self._store(batch)
-                self.head = batch.changes[-1].revision
-                for change in batch.changes:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                stored = await self._store(batch)
+                self.head = max(self.head, batch[-1].change.revision)
+                for entry in stored:
+                    change = entry.change
                     if change.task.status in task_states.TERMINAL:
                         self.latest.pop(change.task.id, None)
                     else:
@@ -123,24 +140,87 @@ class EventStream:
                         subscription.offer(change)
                     for subscription in self._watching_task.get(change.task.id, ()):
                         subscription.offer(change)
-                for done in batch.done:
-                    if not done.done():
-                        done.set_result(None)
+                    if entry.done is not None and not entry.done.done():
+                        entry.done.set_result(None)
         finally:
             self._flushing = None
 
-    async def _store(self, batch: _Pending) -> None:
-        """Commits a batch, retrying while the database is away: the changes are already live in memory, so
-        giving up would leave the two apart. Nobody is told of them until they are stored."""
+    async def _store(self, batch: list[_Entry]) -> list[_Entry]:
+        """Commits a batch; returns the entries stored, in revision order. When the database refuses the batch,
+        each task's changes are committed on their own, to find the refused ones."""
+        try:
+            await self._commit(batch)
+            return batch
+        except errors.Unavailable as error:
+            self._outage(batch, error)
+            return []
+        except Exception as error:
+            refusal = error
+        groups: dict[str, list[_Entry]] = {}
+        for entry in batch:
+            groups.setdefault(entry.task_id, []).append(entry)
+        if len(groups) == 1:
+            self._refuse(batch, refusal)
+            return []
+        stored: list[_Entry] = []
+        remaining = list(groups.values())
+        while remaining:
+            group = remaining.pop(0)
+            try:
+                await self._commit(group)
+            except errors.Unavailable as error:
+                self._outage([entry for entries in [group, *remaining] for entry in entries], error)
+                break
+            except Exception as error:
+                self._refuse(group, error)
+            else:
+                stored.extend(group)
+        stored.sort(key=lambda entry: entry.change.revision)
+        return stored
+
+    async def _commit(self, entries: list[_Entry]) -> None:
+        """One transaction, retried with backoff while the database cannot be reached, for a bounded time."""
         delay = 0.05
+        give_up = time.monotonic() + OUTAGE_RETRY_LIMIT
         while True:
             try:
-                await self._database.run(_write, batch)
+                await self._database.run(_write, entries)
                 return
-            except Exception:
-                log.exception("storing %d task changes failed; retrying in %.1f s", len(batch.events), delay)
+            except errors.Unavailable as error:
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("storing %d task changes failed (%s); retrying in %.1f s", len(entries), error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, 2.0)
+
+    def _refuse(self, entries: list[_Entry], error: Exception) -> None:
+        """The database refused this task's changes: they fail, once, and nobody else's."""
+        task_id = entries[0].task_id
+        log.error("the database refused %d change(s) of task %s: %s", len(entries), task_id, error)
+        failure = error if isinstance(error, errors.DomainError) else errors.FailedPrecondition(str(error))
+        for entry in entries:
+            if entry.done is not None and not entry.done.done():
+                entry.done.set_exception(failure)
+        if not entries[0].new and self.on_refused is not None:
+            self.on_refused(task_id)
+
+    def _outage(self, entries: list[_Entry], error: errors.Unavailable) -> None:
+        """The database stayed away: the waiters are told; each stored task's latest state is carried over."""
+        log.error(
+            "the database stayed unreachable for %.0f s; %d task changes failed", OUTAGE_RETRY_LIMIT, len(entries)
+        )
+        latest: dict[str, _Entry] = {}
+        for entry in entries:
+            if entry.done is not None and not entry.done.done():
+                entry.done.set_exception(error)
+            if not entry.new:
+                latest[entry.task_id] = entry
+        newer = {entry.task_id for entry in self._pending}
+        carried = [entry for task_id, entry in latest.items() if task_id not in newer]
+        for entry in carried:
+            message = task_pb2.Task()
+            message.CopyFrom(entry.change.task)
+            self._append(entry.task_id, False, dict(entry.row), message, None)
 
     async def settled(self) -> None:
         """Waits until everything recorded so far is committed."""
@@ -181,9 +261,16 @@ _TASKS = TaskRow.__table__
 _UPDATE_TASK = _TASKS.update().where(_TASKS.c.id == bindparam("row_id"))
 
 
-def _write(session, batch: _Pending) -> None:  # type: ignore[no-untyped-def]
-    if batch.new_rows:
-        session.execute(_TASKS.insert(), list(batch.new_rows.values()))
-    if batch.updated_rows:
-        session.execute(_UPDATE_TASK, [{**row, "row_id": row["id"]} for row in batch.updated_rows.values()])
-    session.execute(TaskEventRow.__table__.insert(), batch.events)
+def _write(session, entries: list[_Entry]) -> None:  # type: ignore[no-untyped-def]
+    new_rows: dict[str, dict[str, Any]] = {}
+    updated_rows: dict[str, dict[str, Any]] = {}
+    for entry in entries:  # a task's last row wins; a task inserted in this batch stays an insert
+        if entry.new or entry.task_id in new_rows:
+            new_rows[entry.task_id] = entry.row
+        else:
+            updated_rows[entry.task_id] = entry.row
+    if new_rows:
+        session.execute(_TASKS.insert(), list(new_rows.values()))
+    if updated_rows:
+        session.execute(_UPDATE_TASK, [{**row, "row_id": row["id"]} for row in updated_rows.values()])
+    session.execute(TaskEventRow.__table__.insert(), [entry.event for entry in entries])

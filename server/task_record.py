@@ -1,8 +1,13 @@
-"""A task's state as the server holds it, and its conversions to the API message and the table row."""
+"""A task's state as the server holds it, and its conversions to the API message and the table row.
+
+Reading never raises on a stored value: times and durations outside what the API messages can carry are
+clamped where they are read.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,10 +46,13 @@ class TaskRecord:
     update_seq: int = 0  # last TaskUpdate seq stored from the agent
     stdout_size: int = -1  # final sizes the agent reported; -1 until it ended
     stderr_size: int = -1
+    request_id: str | None = None  # the client's idempotency key for the submit that made the task
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
-        return cls(**{name: getattr(row, name) for name in _FIELD_NAMES})
+        task = cls(**{name: getattr(row, name) for name in _FIELD_NAMES})
+        task.time_to_live = _clamp(task.time_to_live, 0.0, MAX_DURATION)
+        return task
 
     def to_row(self) -> dict[str, Any]:
         """The columns, as of now: lists are copied, since the record keeps changing while a commit runs."""
@@ -103,12 +111,24 @@ class TaskRecord:
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
 
+# The ranges google.protobuf documents for Timestamp (years 1 to 9999) and Duration (about 10,000 years).
+MIN_TIME = -62_135_596_800.0
+MAX_TIME = 253_402_300_799.0
+MAX_DURATION = 315_576_000_000.0
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    """value within [low, high]; NaN becomes low."""
+    return low if math.isnan(value) else min(max(value, low), high)
+
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    whole = int(seconds)
-    return timestamp_pb2.Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+    seconds = _clamp(seconds, MIN_TIME, MAX_TIME)
+    whole = math.floor(seconds)
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=min(int((seconds - whole) * 1e9), 999_999_999))
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:
+    seconds = _clamp(seconds, -MAX_DURATION, MAX_DURATION)
     whole = int(seconds)
     return duration_pb2.Duration(seconds=whole, nanos=int((seconds - whole) * 1e9))

@@ -35,6 +35,9 @@ DEFAULT_GRACE = 10.0
 TTL_GRACE = 5.0
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
+MAX_REQUEST_ID = 128
+# An agent's error text is stored as sent, cut to this length and without NUL (PostgreSQL refuses NUL in text).
+MAX_AGENT_ERROR = 4096
 
 
 class TaskRegistry:
@@ -65,6 +68,9 @@ class TaskRegistry:
         self._end_waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
         self._ending: dict[str, TaskRecord] = {}  # ended, but the end is not stored yet
         self._background: set[asyncio.Future[None]] = set()
+        # Submits under way by (owner, request_id): a concurrent repeat waits for the first one's task.
+        self._submitting: dict[tuple[str, str], asyncio.Future[task_pb2.Task]] = {}
+        events.on_refused = self._change_refused
 
     # -- startup -------------------------------------------------------------------------------------------
 
@@ -89,6 +95,48 @@ class TaskRegistry:
     # -- user calls ----------------------------------------------------------------------------------------
 
     async def submit(self, caller: Caller, request: task_pb2.SubmitTaskRequest) -> task_pb2.Task:
+        """Creates a task; with a request_id, a repeat of an earlier submit of the same user returns the task
+        that one made. The task is queued only once its row is stored, so a submit that fails leaves nothing."""
+        request_id = request.request_id
+        if len(request_id) > MAX_REQUEST_ID:
+            raise errors.InvalidArgument("request_id", f"must be at most {MAX_REQUEST_ID} characters")
+        if "\0" in request_id:
+            raise errors.InvalidArgument("request_id", "must not contain NUL characters")
+        if not request_id:
+            return await self._create(caller, request)
+        key = (caller.user, request_id)
+        while (earlier := self._submitting.get(key)) is not None:
+            try:
+                return await asyncio.shield(earlier)
+            except Exception:  # the earlier submit failed: this one tries again
+                continue
+        submitting: asyncio.Future[task_pb2.Task] = asyncio.get_running_loop().create_future()
+        self._submitting[key] = submitting
+        try:
+            row = await self._database.run(
+                lambda s: s.execute(
+                    select(TaskRow).where(TaskRow.owner == caller.user, TaskRow.request_id == request_id)
+                ).scalar_one_or_none()
+            )
+            if row is not None:
+                made = self.active.get(row.id) or self._ending.get(row.id)
+                if made is None:
+                    made = TaskRecord.from_row(row)
+                    if not made.terminal:  # stored, though its submit was told it failed: queue it now
+                        self._queue(made)
+                task = made.to_proto()
+            else:
+                task = await self._create(caller, request)
+        except Exception as error:
+            submitting.set_exception(error)
+            submitting.exception()  # retrieved: a failure nobody waits for is no warning
+            raise
+        finally:
+            del self._submitting[key]
+        submitting.set_result(task)
+        return task
+
+    async def _create(self, caller: Caller, request: task_pb2.SubmitTaskRequest) -> task_pb2.Task:
         command = list(request.command)
         if not command or not command[0]:
             raise errors.InvalidArgument("command", "must name a program to run")
@@ -133,16 +181,21 @@ class TaskRegistry:
             inputs=request.inputs,
             input_bytes=input_bytes,
             input_files=input_files,
+            request_id=request.request_id or None,
         )
         task.history.append([task_states.SUBMITTED, now, ""])
         task.move(task_states.QUEUED, now)
+        recorded = self.events.record(task, new=True)
+        await recorded.committed
+        self._queue(task)
+        return recorded.task
+
+    def _queue(self, task: TaskRecord) -> None:
+        """Takes a stored, queued task into memory and dispatches it."""
         self._track(task)
         self._scheduler.enqueue(task)
         self._arm_expiry(task)
-        recorded = self.events.record(task, new=True)
-        self._dispatch(group)
-        await recorded.committed
-        return recorded.task
+        self._dispatch(task.machine_group)
 
     async def get(self, caller: Caller, task_id: str) -> TaskRecord:
         if not task_id:
@@ -269,11 +322,12 @@ class TaskRegistry:
         if not task_states.advances(task.status, update.status):
             return None
         at = update.time.ToNanoseconds() / 1e9 if update.HasField("time") else time.time()
-        task.move(update.status, max(at, task.updated_at), update.error)
+        error = _storable(update.error, MAX_AGENT_ERROR)
+        task.move(update.status, max(at, task.updated_at), error)
         if update.HasField("exit_code"):
             task.exit_code = update.exit_code
-        if update.error:
-            task.error = update.error
+        if error:
+            task.error = error
         if update.status in (task_states.FINALIZING, *task_states.TERMINAL):
             task.stdout_size, task.stderr_size = update.stdout_size, update.stderr_size
             task.output_bytes, task.output_files = update.output_bytes, update.output_files
@@ -300,6 +354,11 @@ class TaskRegistry:
         self._dispatch(task.machine_group)
         try:
             await recorded.committed
+        except Exception as error:
+            for waiter in self._end_waiters.pop(task.id, ()):
+                if not waiter.done():
+                    waiter.set_exception(error)
+            raise
         finally:
             self._ending.pop(task.id, None)
         for waiter in self._end_waiters.pop(task.id, ()):
@@ -331,6 +390,18 @@ class TaskRegistry:
         self._scheduler.remove_machine(machine_id)
         lost = [t for t in self.active.values() if t.machine_id == machine_id and t.status in task_states.ON_MACHINE]
         await asyncio.gather(*(self._lose(t, f"machine {machine_id} stopped answering") for t in lost))
+
+    def _change_refused(self, task_id: str) -> None:
+        """The database refused a change of an active task, so the task in memory is ahead of its row: the task
+        ends as FAILED (stopped on its machine first), which stores it again."""
+        task = self.active.get(task_id)
+        if task is None:
+            return
+        reason = "the database refused to store a change of this task; the server log has the details"
+        stopping = asyncio.ensure_future(self._stop(task, task_states.FAILED, reason, DEFAULT_GRACE))
+        self._background.add(stopping)
+        stopping.add_done_callback(_forget_failure)
+        stopping.add_done_callback(self._background.discard)
 
     def machine_disconnected(self, machine_id: str) -> None:
         """The machine's capacity is gone until it reconnects; its tasks wait for it (or for the timeout)."""
@@ -383,6 +454,17 @@ def _assignment(task: TaskRecord) -> agent_pb2.TaskAssignment:
         cpus=task.cpus,
         has_inputs=bool(task.inputs),
     )
+
+
+def _storable(text: str, limit: int) -> str:
+    """Agent-sent text as the database can keep it: no NUL, at most `limit` characters."""
+    return text.replace("\0", "\ufffd")[:limit]
+
+
+def _forget_failure(done: asyncio.Future[None]) -> None:
+    """A background stop whose end could not be stored was already logged by the event stream."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _decode_page_token(token: str) -> str:

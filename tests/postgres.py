@@ -6,6 +6,7 @@ PostgreSQL refuses to run as root, so when the tests run as root (CI does) the s
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -70,7 +71,11 @@ class PostgresServer:
                 "--no-instructions",
             ]
         )
-        with self._log.open("wb") as log:
+        self._launch()
+
+    def _launch(self) -> None:
+        data, sockets = self._root / "data", self._root / "sockets"
+        with self._log.open("ab") as log:
             self._process = subprocess.Popen(
                 [
                     str(self._bin / "postgres"),
@@ -132,6 +137,38 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         with self._connect() as connection:
             connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def halt(self) -> None:
+        """Shuts the server down ("fast": clients are disconnected), keeping its data for `resume`."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        self._process.wait(timeout=30)
+
+    def resume(self) -> None:
+        """Starts the server again after `halt`, on the same data and port."""
+        self._launch()
+
+    def freeze(self) -> None:
+        """Stops every process of the server (SIGSTOP): connections stay open and nothing answers. Each backend
+        has a session of its own, so they are found as the postmaster's children."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        assert self._process is not None
+        postmaster = self._process.pid
+        with contextlib.suppress(ProcessLookupError):  # first, so that it forks no backend we miss
+            os.kill(postmaster, signum)
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                text = Path(stat).read_text()
+            except OSError:
+                continue
+            if int(text.rsplit(")", 1)[1].split()[1]) == postmaster:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(Path(stat).parent.name), signum)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -1,17 +1,23 @@
 """The database: SQLite in the data dir by default (WAL), PostgreSQL by URL.
 
 All access goes through one dedicated thread, so the event loop never blocks on disk or network and SQLite
-sees a single writer. `run(fn, *args)` calls `fn(session, *args)` inside a transaction there.
+sees a single writer. `run(fn, *args)` calls `fn(session, *args)` inside a transaction there, and turns the
+database's failures into domain errors: a database that cannot be reached is Unavailable (the caller may
+retry), a write it refuses is FailedPrecondition. The thread is a daemon, so a hung database never keeps the
+process from exiting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -20,6 +26,12 @@ from simplane.server.store import models  # noqa: F401  (registers the tables)
 from simplane.server.store.migrate import bring_to_head
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# How long close() waits for the statement in flight; past it the thread is left behind (it is a daemon).
+CLOSE_TIMEOUT = 3.0
+
+_Job = tuple[concurrent.futures.Future[Any], Callable[..., Any], tuple[Any, ...]]
 
 
 def sqlite_url(path: str) -> str:
@@ -59,7 +71,9 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _make_engine(url)
-        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplane-db")
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="simplane-db", daemon=True)
+        self._thread.start()
 
     def migrate(self) -> None:
         """Brings the schema to this code's: creates, upgrades (SQLite: after a backup) or refuses (see migrate.py)."""
@@ -73,8 +87,47 @@ class Database:
             return result
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self.call, fn, *args)
+        """Runs fn(session, *args) in a transaction on the database thread; raises Unavailable while the database
+        cannot be reached and FailedPrecondition when it refuses the statement."""
+        job: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((job, fn, args))
+        try:
+            return await asyncio.wrap_future(job)
+        except exc.SQLAlchemyError as error:
+            raise domain_error(error) from error
 
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = self.call(fn, *args)
+            except BaseException as error:  # handed to the awaiting coroutine, which raises it
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Finishes the queued work within `timeout` seconds; a database that hangs longer is abandoned."""
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the database did not answer within %.0f s; closing without it", timeout)
+            return
         self.engine.dispose()
+
+
+_AWAY = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError)
+
+
+def domain_error(error: exc.SQLAlchemyError) -> errors.DomainError:
+    """The domain error for a database failure: away (retry later) or a refusal of this statement."""
+    if isinstance(error, _AWAY) or getattr(error, "connection_invalidated", False):
+        return errors.Unavailable(f"the database is unreachable: {_first_line(error)}")
+    return errors.FailedPrecondition(f"the database refused the change: {_first_line(error)}")
+
+
+def _first_line(error: exc.SQLAlchemyError) -> str:
+    cause = getattr(error, "orig", None) or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
