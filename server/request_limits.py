@@ -35,7 +35,7 @@ MAX_HOSTNAME_CHARS = 255
 MAX_QUERY_CHARS = 256  # ListTasks' search text
 MAX_DESCRIPTION_CHARS = 256  # an API key's description
 MAX_PAGE_TOKEN_CHARS = 1024
-MAX_ERROR_CHARS = 64 * KIB  # an error an agent reports
+MAX_ERROR_CHARS = 256 * KIB  # an error an agent reports: room for one that quotes a whole command
 # Stored files and task files: a path, and each '/'-separated part of it (a file name on Linux).
 MAX_PATH_CHARS = 1024
 MAX_PATH_PART_BYTES = 255
@@ -210,10 +210,17 @@ def _check_value(name: str, value: object, field: FieldDescriptor, limit: Limit)
         if value not in field.enum_type.values_by_number:
             raise errors.InvalidArgument(name, f"{value} is not a {field.enum_type.name}")
     elif isinstance(value, int) and not isinstance(value, bool):
-        if limit.low is not None and value < limit.low:
-            raise errors.InvalidArgument(name, f"must be at least {limit.low}, got {value}")
-        if limit.high is not None and value > limit.high:
-            raise errors.InvalidArgument(name, f"must be at most {limit.high}, got {value}")
+        _check_number(name, value, limit)
+
+
+def _check_number(name: str, value: int, limit: Limit) -> None:
+    low, high = limit.low, limit.high
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            raise errors.InvalidArgument(name, f"must be between {low} and {high}, got {value}")
+        if low is not None:
+            raise errors.InvalidArgument(name, f"must be at least {low}, got {value}")
+        raise errors.InvalidArgument(name, f"must be at most {high}, got {value}")
 
 
 def _check_count(name: str, count: int, limit: Limit) -> None:

@@ -76,19 +76,25 @@ def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return decode
 
 
-def checked(request: Any) -> Any:
+def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
     """The request, once it is known to decode and to lie within request_limits; a stream is checked as read."""
     if isinstance(request, Undecodable):
         raise errors.InvalidArgument("request", request.problem)
     if isinstance(request, Message):
         request_limits.check(request)
         return request
-    return _checked_stream(request)
+    return _checked_stream(request, context)
 
 
-async def _checked_stream(messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _checked_stream(messages: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    """Ends the call at the first bad message with its status, even where the stream is read by a task of the
+    servicer's own (the agents' Connect), which would otherwise end the call without saying why."""
     async for message in messages:
-        yield checked(message)
+        try:
+            message = checked(message, context)
+        except errors.DomainError as error:
+            await context.abort(status_code(error), error.message)
+        yield message
 
 
 def status_code(error: errors.DomainError) -> grpc.StatusCode:
@@ -105,10 +111,12 @@ def unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
         try:
             caller = await self.authorize(context)
-            return await method(self, checked(request), context, caller)
+            return await method(self, checked(request, context), context, caller)
         except errors.DomainError as error:
             await context.abort(status_code(error), error.message)
             raise  # abort raises; this line is never reached
+        except grpc.aio.AbortError:
+            raise  # the status is sent already (a bad message of a request stream)
         except Exception:
             log.exception("%s failed", method.__qualname__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
@@ -124,10 +132,12 @@ def streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIte
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
         try:
             caller = await self.authorize(context)
-            async for response in method(self, checked(request), context, caller):
+            async for response in method(self, checked(request, context), context, caller):
                 yield response
         except errors.DomainError as error:
             await context.abort(status_code(error), error.message)
+        except grpc.aio.AbortError:
+            raise  # the status is sent already (a bad message of a request stream)
         except Exception:
             log.exception("%s failed", method.__qualname__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
