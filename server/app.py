@@ -38,6 +38,7 @@ from simplane.server.servicers.agent_service import AgentService
 from simplane.server.servicers.machine_group_service import MachineGroupService
 from simplane.server.servicers.storage_service import StorageService
 from simplane.server.servicers.task_service import TaskService
+from simplane.server.status import TolerantDecoding
 from simplane.server.store.database import Database
 from simplane.server.task_files import TaskFiles
 from simplane.server.task_watch import TaskWatch
@@ -95,6 +96,7 @@ class ServerApp:
         self.tasks.load()
         self.tasks.start_timers()
         server = grpc.aio.server(
+            interceptors=[TolerantDecoding()],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -102,7 +104,7 @@ class ServerApp:
                 # Clients and agents ping quiet connections every 20 s; allow it.
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-            ]
+            ],
         )
         task_pb2_grpc.add_TaskServiceServicer_to_server(
             TaskService(

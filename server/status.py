@@ -1,7 +1,10 @@
 """The one table from domain errors to gRPC status codes, and the decorators that apply it at the edge.
 
 Every servicer method is wrapped by `unary` or `streaming`: the servicer's `authorize(context)` names the
-caller, which the method receives as its last argument, and domain errors become their status code.
+caller, which the method receives as its last argument, every request message (each one of a stream too) is
+checked against request_limits, and domain errors become their status code. `TolerantDecoding`, installed on
+the server, turns request bytes that do not decode into an `Undecodable` the decorators refuse as
+INVALID_ARGUMENT, where grpc.aio would answer UNKNOWN and log a traceback.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
-from simplane.server import errors
+from simplane.server import errors, request_limits
 
 STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -29,6 +33,68 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# The methods whose requests decode tolerantly: simplane's own services (not health checking or reflection).
+_OWN_METHODS = "/simplane."
+
+
+class Undecodable:
+    """Stands in for request bytes that are not a message of the method's request type."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+class TolerantDecoding(grpc.aio.ServerInterceptor):
+    """Gives simplane's methods a request deserializer that returns an Undecodable instead of raising."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = await continuation(handler_call_details)
+            if handler is None or not method.startswith(_OWN_METHODS) or handler.request_deserializer is None:
+                return handler
+            handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))  # type: ignore[attr-defined]
+            self._handlers[method] = handler
+        return handler
+
+
+def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as error:  # DecodeError, or whatever else the parser raises on hostile bytes
+            return Undecodable(f"undecodable request bytes ({error})")
+
+    return decode
+
+
+def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    """The request, once it is known to decode and to lie within request_limits; a stream is checked as read."""
+    if isinstance(request, Undecodable):
+        raise errors.InvalidArgument("request", request.problem)
+    if isinstance(request, Message):
+        request_limits.check(request)
+        return request
+    return _checked_stream(request, context)
+
+
+async def _checked_stream(messages: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    """Ends the call at the first bad message with its status, even where the stream is read by a task of the
+    servicer's own (the agents' Connect), which would otherwise end the call without saying why."""
+    async for message in messages:
+        try:
+            message = checked(message, context)
+        except errors.DomainError as error:
+            await context.abort(status_code(error), error.message)
+        yield message
 
 
 def status_code(error: errors.DomainError) -> grpc.StatusCode:
@@ -45,10 +111,12 @@ def unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
         try:
             caller = await self.authorize(context)
-            return await method(self, request, context, caller)
+            return await method(self, checked(request, context), context, caller)
         except errors.DomainError as error:
             await context.abort(status_code(error), error.message)
             raise  # abort raises; this line is never reached
+        except grpc.aio.AbortError:
+            raise  # the status is sent already (a bad message of a request stream)
         except Exception:
             log.exception("%s failed", method.__qualname__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
@@ -64,10 +132,12 @@ def streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIte
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
         try:
             caller = await self.authorize(context)
-            async for response in method(self, request, context, caller):
+            async for response in method(self, checked(request, context), context, caller):
                 yield response
         except errors.DomainError as error:
             await context.abort(status_code(error), error.message)
+        except grpc.aio.AbortError:
+            raise  # the status is sent already (a bad message of a request stream)
         except Exception:
             log.exception("%s failed", method.__qualname__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the details")

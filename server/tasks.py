@@ -16,7 +16,7 @@ from google.protobuf import duration_pb2
 from sqlalchemy import or_, select
 
 from simplane._api.v1 import agent_pb2, task_pb2
-from simplane.server import errors, task_states
+from simplane.server import errors, request_limits, task_states
 from simplane.server.agents import AgentHub, AgentSession
 from simplane.server.auth import Caller
 from simplane.server.event_stream import Change, EventStream
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 10.0
 TTL_GRACE = 5.0
-MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 MAX_REQUEST_ID = 128
 # An agent's error text is stored as sent, cut to this length and without NUL (PostgreSQL refuses NUL in text).
@@ -138,20 +137,7 @@ class TaskRegistry:
 
     async def _create(self, caller: Caller, request: task_pb2.SubmitTaskRequest) -> task_pb2.Task:
         command = list(request.command)
-        if not command or not command[0]:
-            raise errors.InvalidArgument("command", "must name a program to run")
-        if len(request.name) > 256:
-            raise errors.InvalidArgument("name", "must be at most 256 characters")
-        if len(request.project) > 128:
-            raise errors.InvalidArgument("project", "must be at most 128 characters")
-        if request.cpus < 0:
-            raise errors.InvalidArgument("cpus", f"must not be negative, got {request.cpus}")
         ttl = request.time_to_live.seconds + request.time_to_live.nanos / 1e9
-        if ttl < 0:
-            raise errors.InvalidArgument("time_to_live", "must not be negative")
-        for key in request.env:
-            if not key or "=" in key or "\0" in key:
-                raise errors.InvalidArgument("env", f"invalid variable name {key!r}")
         group = request.machine_group or "local"
         self._groups.require(group)
         if self._active_per_owner.get(caller.user, 0) >= self._max_active_tasks:
@@ -210,13 +196,8 @@ class TaskRegistry:
 
     async def list(self, caller: Caller, request: task_pb2.ListTasksRequest) -> task_pb2.ListTasksResponse:
         size = request.page_size or DEFAULT_PAGE_SIZE
-        if size < 0 or size > MAX_PAGE_SIZE:
-            raise errors.InvalidArgument("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
         query = select(TaskRow).where(TaskRow.owner == caller.user)
         if request.statuses:
-            for status in request.statuses:
-                if status not in task_pb2.TaskStatus.values() or status == task_states.S.TASK_STATUS_UNSPECIFIED:
-                    raise errors.InvalidArgument("statuses", f"unknown status {status}")
             query = query.where(TaskRow.status.in_(list(request.statuses)))
         if request.project:
             query = query.where(TaskRow.project == request.project)
@@ -245,8 +226,6 @@ class TaskRegistry:
         task = await self.get(caller, task_id)
         if task.terminal:
             raise errors.FailedPrecondition(f"task {task_id} already ended ({task_states.name(task.status)})")
-        if grace is not None and grace < 0:
-            raise errors.InvalidArgument("grace_period", "must not be negative")
         await self._stop(task, task_states.KILLED, "killed by user", DEFAULT_GRACE if grace is None else grace)
         return task.to_proto()
 
@@ -469,9 +448,11 @@ def _forget_failure(done: asyncio.Future[None]) -> None:
 
 def _decode_page_token(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        task_id = base64.urlsafe_b64decode(token.encode()).decode()
     except (ValueError, UnicodeDecodeError):
         raise errors.InvalidArgument("page_token", "is not a token from a previous ListTasks response") from None
+    request_limits.check_text("page_token", task_id, request_limits.MAX_ID_CHARS)
+    return task_id
 
 
 def _seconds(value: float) -> str:
