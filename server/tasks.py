@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = 10.0
 TTL_GRACE = 5.0
 DEFAULT_PAGE_SIZE = 50
-MAX_REQUEST_ID = 128
 # An agent's error text is stored as sent, cut to this length and without NUL (PostgreSQL refuses NUL in text).
 MAX_AGENT_ERROR = 4096
 
@@ -97,10 +96,6 @@ class TaskRegistry:
         """Creates a task; with a request_id, a repeat of an earlier submit of the same user returns the task
         that one made. The task is queued only once its row is stored, so a submit that fails leaves nothing."""
         request_id = request.request_id
-        if len(request_id) > MAX_REQUEST_ID:
-            raise errors.InvalidArgument("request_id", f"must be at most {MAX_REQUEST_ID} characters")
-        if "\0" in request_id:
-            raise errors.InvalidArgument("request_id", "must not contain NUL characters")
         if not request_id:
             return await self._create(caller, request)
         key = (caller.user, request_id)
