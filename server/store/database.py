@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
-from simplane.server import errors
+from simplane.server import disk_space, errors
 from simplane.server.store import models  # noqa: F401  (registers the tables)
 
 T = TypeVar("T")
@@ -66,8 +67,13 @@ class Database:
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs fn(session, *args) in a transaction, in the calling thread (for startup and the DB thread)."""
         with Session(self.engine, expire_on_commit=False) as session:
-            result = fn(session, *args)
-            session.commit()
+            try:
+                result = fn(session, *args)
+                session.commit()
+            except OperationalError as error:
+                if disk_space.database_full(error):
+                    raise errors.ResourceExhausted(disk_space.NO_SPACE) from error
+                raise
             return result
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
