@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import signal
@@ -17,6 +19,8 @@ from simplane.agent.backoff import Backoff
 from simplane.agent.output_spool import MAX_CHUNK, OutputSpool
 from simplane.agent.task_files import timestamp_ns
 from simplane.agent.transfers import StagedInputs, TransferError, Transfers, UploadedOutputs
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 # Output is sent at most once per HOLD_NS per stream unless a chunk's worth is waiting (see _output_ready).
@@ -287,8 +291,25 @@ class TaskRun:
     async def _pump(self, reader: asyncio.StreamReader, spool: OutputSpool) -> None:
         """Spools the pipe as data arrives; never waits for the network."""
         while data := await reader.read(READ_SIZE):
-            spool.append(data, time.time_ns())
+            await self._spool(spool, data, time.time_ns())
             self._on_change(self)
+
+    async def _spool(self, spool: OutputSpool, data: bytes, time_ns: int) -> None:
+        """On a full disk the chunk waits here, retried with backoff, and the pipe is not read meanwhile: the
+        task blocks on its writes until space returns, and no byte is lost."""
+        backoff = Backoff(RESEND_AFTER, RESEND_AFTER_MAX)
+        waited = False
+        while True:
+            try:
+                spool.append(data, time_ns)
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if not waited:
+                    log.warning("task %s: no space left in the work dir; its output waits for room", self.task_id)
+                    waited = True
+            await asyncio.sleep(backoff.next_delay())
 
     async def _reap(self, process: asyncio.subprocess.Process) -> None:
         await process.wait()

@@ -10,7 +10,7 @@ import errno
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -67,19 +67,30 @@ def small_data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def cluster_on_small_disk(tmp_path: Path, small_data_dir: Path, postgres: PostgresServer | None) -> Iterator[Cluster]:
-    """`simplane up` with its data dir on the tmpfs, its database elsewhere, and one agent working elsewhere."""
+def small_disk_cluster(
+    tmp_path: Path, small_data_dir: Path, postgres: PostgresServer | None
+) -> Iterator[Callable[..., Cluster]]:
+    """Starts `simplane up` with its data dir on the tmpfs and its database elsewhere; its one agent works
+    elsewhere too, or, with `local_agent=True`, is up's own, working in the data dir."""
     root = tmp_path / "cluster"
     database = None if postgres is None else postgres.create_database()
     url = f"sqlite:///{tmp_path / 'simplane.db'}" if database is None else database[1]
-    cluster = Cluster(root, agents=0, database_url=url, data_dir=small_data_dir)
-    try:
+    clusters: list[Cluster] = []
+
+    def start(*, local_agent: bool = False) -> Cluster:
+        cluster = Cluster(root, agents=int(local_agent), database_url=url, data_dir=small_data_dir)
+        clusters.append(cluster)
         cluster.start()
-        cluster.start_agent()
-        yield cluster
+        if not local_agent:
+            cluster.start_agent()
+        return cluster
+
+    try:
+        yield start
     finally:
-        cluster.close()
-        print(f"--- output of the cluster in {root}\n{cluster.output()}")
+        for cluster in clusters:
+            cluster.close()
+            print(f"--- output of the cluster in {root}\n{cluster.output()}")
         if database is not None:
             postgres.drop_database(database[0])
 
@@ -101,10 +112,29 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def test_full_data_dir_holds_output_on_the_machine_and_loses_nothing(
-    cluster_on_small_disk: Cluster, tmp_path: Path
-) -> None:
-    cluster = cluster_on_small_disk
+def assert_submit_refused(cluster: Cluster) -> None:
+    """SubmitTask answers RESOURCE_EXHAUSTED at once, rather than waiting on a write that cannot succeed."""
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as refused:
+        stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
+        stub.SubmitTask(task_pb2.SubmitTaskRequest(command=["true"]), metadata=cluster.metadata(), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert refused.value.details() == "no space left on the server's data dir"
+    assert time.monotonic() - started < 5
+
+
+def assert_nothing_lost(cluster: Cluster, task, follower: BackgroundCollector) -> None:
+    """The task succeeds; follower, stored file and a fresh read hold every line once, no NUL, no gap."""
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    followed = [line.text for line in follower.join(timeout=30) if line.stream == "stdout"]
+    assert followed == EXPECTED
+    stored = (cluster.data_dir / "logs" / task.id / "stdout").read_bytes()
+    assert stored == "".join(f"{line}\n" for line in EXPECTED).encode()
+    assert [line.text for line in task.logs()] == EXPECTED
+
+
+def test_full_data_dir_holds_output_on_the_machine_and_loses_nothing(small_disk_cluster, tmp_path: Path) -> None:
+    cluster = small_disk_cluster()
     client = cluster.client()
     stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
     go, done = tmp_path / "go", tmp_path / "done"
@@ -125,12 +155,7 @@ def test_full_data_dir_holds_output_on_the_machine_and_loses_nothing(
         eventually(lambda: server_task().status != task_pb2.TASK_STATUS_RUNNING, timeout=4)
     assert server_task().warning == OUTPUT_HELD
 
-    started = time.monotonic()
-    with pytest.raises(grpc.RpcError) as refused:
-        stub.SubmitTask(task_pb2.SubmitTaskRequest(command=["true"]), metadata=cluster.metadata(), timeout=10)
-    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert refused.value.details() == "no space left on the server's data dir"
-    assert time.monotonic() - started < 5
+    assert_submit_refused(cluster)
 
     upload = tmp_path / "upload.txt"
     upload.write_text("input\n")
@@ -140,12 +165,26 @@ def test_full_data_dir_holds_output_on_the_machine_and_loses_nothing(
     assert cluster.output().count(FULL_LINE) == 1
 
     filler.unlink()
-    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
-    followed = [line.text for line in follower.join(timeout=30) if line.stream == "stdout"]
-    assert followed == EXPECTED
-    stored = (cluster.data_dir / "logs" / task.id / "stdout").read_bytes()
-    assert stored == "".join(f"{line}\n" for line in EXPECTED).encode()
-    assert [line.text for line in task.logs()] == EXPECTED
+    assert_nothing_lost(cluster, task, follower)
     assert server_task().warning == ""
     eventually(lambda: cluster.output().count(FREE_LINE) == 1, timeout=10)
     assert cluster.output().count(FULL_LINE) == 1
+
+
+def test_local_agent_on_the_full_disk_holds_its_task_until_space_returns(small_disk_cluster, tmp_path: Path) -> None:
+    """`up`'s own agent spools in the data dir: on the full disk it stops reading the task's pipe (the task waits
+    on its writes) instead of failing the task, and goes on when space returns."""
+    cluster = small_disk_cluster(local_agent=True)
+    go, done = tmp_path / "go", tmp_path / "done"
+    task = cluster.client().tasks.submit(_program(go, done))
+    follower = BackgroundCollector(task.logs(follow=True))
+    eventually(lambda: len(follower) >= BEFORE, timeout=30)
+    filler = fill(cluster.data_dir)
+    go.touch()
+    eventually(lambda: "no space left in the work dir" in cluster.output(), timeout=30)
+    assert not done.exists()
+    assert task.info().status == simplane.TaskStatus.RUNNING
+    assert_submit_refused(cluster)
+
+    filler.unlink()
+    assert_nothing_lost(cluster, task, follower)
