@@ -114,9 +114,9 @@ def fill(directory: Path) -> Path:
 
 def assert_submit_refused(cluster: Cluster) -> None:
     """SubmitTask answers RESOURCE_EXHAUSTED at once, rather than waiting on a write that cannot succeed."""
+    stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as refused:
-        stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
         stub.SubmitTask(task_pb2.SubmitTaskRequest(command=["true"]), metadata=cluster.metadata(), timeout=10)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert refused.value.details() == "no space left on the server's data dir"
