@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import time
@@ -48,12 +49,19 @@ class OutputSpool:
         self._sent_record = 0
 
     def append(self, data: bytes, time_ns: int) -> None:
+        """Adds a chunk whole or not at all: when the disk is full (OSError) the files are cut back to what they
+        held, so the caller can keep the chunk and try again later."""
         if self._data_fd < 0:
             flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
             self._data_fd = os.open(self._data_path, flags, 0o600)
             self._index_fd = os.open(self._index_path, flags, 0o600)
-        os.write(self._data_fd, data)
-        os.write(self._index_fd, _RECORD.pack(self.size, time_ns))
+        try:
+            _write_all(self._data_fd, data)
+            _write_all(self._index_fd, _RECORD.pack(self.size, time_ns))
+        except OSError:
+            os.ftruncate(self._data_fd, self.size)
+            os.ftruncate(self._index_fd, self._records * _RECORD.size)
+            raise
         self._records += 1
         self.size += len(data)
 
@@ -124,6 +132,16 @@ class OutputSpool:
             return self._records
         offsets = _RecordOffsets(self._index_fd, self._records)
         return bisect_right(offsets, offset) - 1
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Appends all of data: a short write is continued, and a full disk raises ENOSPC."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
 
 
 class _RecordOffsets:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import shutil
 import signal
@@ -13,14 +15,21 @@ from pathlib import Path
 from typing import NamedTuple
 
 from simplane._api.v1 import agent_pb2, task_pb2
+from simplane.agent.backoff import Backoff
 from simplane.agent.output_spool import MAX_CHUNK, OutputSpool
 from simplane.agent.task_files import timestamp_ns
 from simplane.agent.transfers import StagedInputs, TransferError, Transfers, UploadedOutputs
+
+log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 # Output is sent at most once per HOLD_NS per stream unless a chunk's worth is waiting (see _output_ready).
 HOLD_NS = 1_000_000
 DEFAULT_GRACE_PERIOD = 10.0
+# Output sent but not acknowledged, with no acknowledgement at all for this long (doubling while the server keeps
+# refusing, as when its disk is full), is sent again from what the server acknowledged.
+RESEND_AFTER = 1.0
+RESEND_AFTER_MAX = 5.0
 # Kept out of the tasks' environment: a task must not be able to act as its agent.
 _AGENT_ONLY_ENV = ("SIMPLANE_AGENT_TOKEN",)
 
@@ -73,6 +82,8 @@ class TaskRun:
         self._preparing: asyncio.Task | None = None
         self._force_kill: asyncio.TimerHandle | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._resend_timer: asyncio.TimerHandle | None = None
+        self._resend_backoff = Backoff(RESEND_AFTER, RESEND_AFTER_MAX)
         self._inputs = StagedInputs()
         self._outputs = UploadedOutputs()
         self._task = asyncio.create_task(self._run(), name=f"task {self.task_id}")
@@ -125,6 +136,31 @@ class TaskRun:
         spool = self._spools.get(stream)
         if spool is not None:
             spool.ack(offset)
+            self._watch_acks()
+
+    def _watch_acks(self) -> None:
+        """While output is unacknowledged, checks after a pause whether the server acknowledged any of it."""
+        if self._resend_timer is None and any(s.acked < s.sent for s in self._spools.values()):
+            acked = tuple(s.acked for s in self._spools.values())
+            delay = self._resend_backoff.next_delay()
+            self._resend_timer = asyncio.get_running_loop().call_later(delay, self._resend_unacked, acked)
+
+    def _resend_unacked(self, acked_before: tuple[int, ...]) -> None:
+        """Sends again what the server did not store (it refused it: its disk was full), from what it stored,
+        together with the updates that came after that output."""
+        self._resend_timer = None
+        stdout, stderr = self._spools[STDOUT], self._spools[STDERR]
+        if (stdout.acked, stderr.acked) != acked_before:  # acknowledgements came: the server stores; look again
+            self._resend_backoff.reset()
+            self._watch_acks()
+            return
+        for spool in (stdout, stderr):
+            spool.rewind(spool.acked)
+        # The server refuses an update until the output written before it is stored.
+        refused = [p for p in self._updates if p.stdout_mark > stdout.acked or p.stderr_mark > stderr.acked]
+        if refused:
+            self._sent_seq = min(self._sent_seq, refused[0].update.seq - 1)
+        self._on_change(self)
 
     def ack_update(self, seq: int) -> None:
         self._updates = [p for p in self._updates if p.update.seq > seq]
@@ -154,8 +190,9 @@ class TaskRun:
             await self._process.wait()
 
     def close(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
+        for timer in (self._flush_timer, self._resend_timer):
+            if timer is not None:
+                timer.cancel()
         for spool in self._spools.values():
             spool.close()
 
@@ -254,8 +291,25 @@ class TaskRun:
     async def _pump(self, reader: asyncio.StreamReader, spool: OutputSpool) -> None:
         """Spools the pipe as data arrives; never waits for the network."""
         while data := await reader.read(READ_SIZE):
-            spool.append(data, time.time_ns())
+            await self._spool(spool, data, time.time_ns())
             self._on_change(self)
+
+    async def _spool(self, spool: OutputSpool, data: bytes, time_ns: int) -> None:
+        """On a full disk the chunk waits here, retried with backoff, and the pipe is not read meanwhile: the
+        task blocks on its writes until space returns, and no byte is lost."""
+        backoff = Backoff(RESEND_AFTER, RESEND_AFTER_MAX)
+        waited = False
+        while True:
+            try:
+                spool.append(data, time_ns)
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if not waited:
+                    log.warning("task %s: no space left in the work dir; its output waits for room", self.task_id)
+                    waited = True
+            await asyncio.sleep(backoff.next_delay())
 
     async def _reap(self, process: asyncio.subprocess.Process) -> None:
         await process.wait()

@@ -27,6 +27,7 @@ from simplane._api.v1 import (
 from simplane.server.accounts import Accounts
 from simplane.server.agents import AgentHub
 from simplane.server.auth import Authenticator
+from simplane.server.disk_space import DataDirSpace
 from simplane.server.event_stream import EventStream
 from simplane.server.file_store import FileStore
 from simplane.server.log_store import LogStore
@@ -73,8 +74,9 @@ class ServerApp:
         self.events = EventStream(self.database)
         self.scheduler = Scheduler()
         self.hub = AgentHub(settings.heartbeat_interval)
-        self.logs = LogStore(settings.data_dir / "logs")
-        self.files = FileStore(self.database, settings.data_dir / "files")
+        space = DataDirSpace(settings.data_dir)
+        self.logs = LogStore(settings.data_dir / "logs", space)
+        self.files = FileStore(self.database, settings.data_dir / "files", space)
         self.tasks = TaskRegistry(
             self.database,
             self.events,

@@ -7,6 +7,7 @@ anything, so a broken upload never leaves a half file behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib
 import os
@@ -19,6 +20,7 @@ from sqlalchemy import delete, select
 
 from simplane._api.v1 import storage_pb2
 from simplane.server import errors
+from simplane.server.disk_space import NO_SPACE, DataDirSpace
 from simplane.server.log_store import tail_offset
 from simplane.server.store.database import Database
 from simplane.server.store.models import StoredFileRow
@@ -48,16 +50,22 @@ def check_path(field: str, path: str, *, prefix: bool = False) -> str:
 
 
 class FileStore:
-    def __init__(self, database: Database, root: Path) -> None:
+    def __init__(self, database: Database, root: Path, space: DataDirSpace) -> None:
         self._database = database
         self._root = root
+        self._space = space
 
     def _user_root(self, owner: str) -> Path:
         return self._root / owner
 
     async def receive(self, owner: str, prefix: str, chunks: AsyncIterator[storage_pb2.FileChunk]) -> tuple[int, int]:
-        """Stores the files of a chunk stream under prefix; returns (files, bytes)."""
+        """Stores the files of a chunk stream under prefix; returns (files, bytes).
+
+        A full data dir refuses the upload (ResourceExhausted), before it starts or halfway: the file being
+        written is removed, the files stored before it stay.
+        """
         check_path("prefix", prefix, prefix=True)
+        self._space.require()
         root = self._user_root(owner)
         files = total = 0
         current: _Incoming | None = None
@@ -67,17 +75,28 @@ class FileStore:
                     current.discard()
                     raise errors.InvalidArgument("chunk.sha256", f"file {current.path!r} ended without a checksum")
                 check_path("chunk.path", chunk.path)
-                current = _Incoming(root, prefix, chunk.path, chunk.mode)
+                try:
+                    current = _Incoming(root, prefix, chunk.path, chunk.mode)
+                except OSError as error:
+                    if self._space.refused(error):
+                        raise errors.ResourceExhausted(NO_SPACE) from error
+                    raise
             try:
                 await asyncio.to_thread(current.write, chunk.offset, chunk.data)
                 if chunk.sha256:
                     size = await asyncio.to_thread(current.finish, chunk.sha256)
+                    self._space.wrote()
                     await self._database.run(_record, owner, current.relative, size, chunk.sha256)
                     files += 1
                     total += size
                     current = None
             except errors.DomainError:
                 current.discard()
+                raise
+            except OSError as error:
+                current.discard()
+                if self._space.refused(error):
+                    raise errors.ResourceExhausted(NO_SPACE) from error
                 raise
         if current is not None:
             current.discard()
@@ -186,7 +205,8 @@ class _Incoming:
         return self.size
 
     def discard(self) -> None:
-        self.handle.close()
+        with contextlib.suppress(OSError):  # flushing what is thrown away fails on a full disk; no matter
+            self.handle.close()
         self.temp.unlink(missing_ok=True)
 
 

@@ -9,6 +9,7 @@ positional reads at their own pace, so a slow reader holds no memory and blocks 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import struct
 import time
@@ -16,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from simplane.server.disk_space import DataDirSpace
 
 _RECORD = struct.Struct("<qq")
 _TAIL_BLOCK = 64 * 1024
@@ -48,8 +51,9 @@ class _Stream:
 
 
 class LogStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, space: DataDirSpace) -> None:
         self._root = root
+        self.space = space
         self._streams: OrderedDict[tuple[str, str], _Stream] = OrderedDict()  # least recently used first
 
     def _open(self, task_id: str, stream: str) -> _Stream:
@@ -71,21 +75,42 @@ class LogStore:
         return opened
 
     def size(self, task_id: str, stream: str) -> int:
-        return self._open(task_id, stream).size
+        try:
+            return self._open(task_id, stream).size
+        except OSError as error:
+            if not self.space.refused(error):
+                raise
+            return 0  # the stream's file could not even be created: nothing of it is stored
 
     def append(self, task_id: str, stream: str, offset: int, data: bytes, time_ns: int) -> int:
         """Stores the part of data not stored yet; returns the stream's size (what to acknowledge).
 
         A chunk that starts past the end leaves a gap and is refused: the returned size tells the agent where
-        to resend from.
+        to resend from. So is a chunk the disk has no room for: nothing of it is kept, the size stays where it
+        was, and the data dir is marked full.
         """
-        state = self._open(task_id, stream)
+        try:
+            state = self._open(task_id, stream)
+        except OSError as error:
+            if not self.space.refused(error):
+                raise
+            return 0  # as in size()
         if offset > state.size:
             return state.size
         fresh = data[state.size - offset :]
         if fresh:
-            os.pwrite(state.data_fd, fresh, state.size)
-            os.pwrite(state.index_fd, _RECORD.pack(state.size, time_ns), state.index_count * _RECORD.size)
+            try:
+                _write_all(state.data_fd, fresh, state.size)
+                _write_all(state.index_fd, _RECORD.pack(state.size, time_ns), state.index_count * _RECORD.size)
+            except OSError as error:
+                # What got through is cut off again, so the files never hold more than `size` says, and the
+                # index never marks a chunk past the stored bytes. Shrinking a file needs no free space.
+                os.ftruncate(state.data_fd, state.size)
+                os.ftruncate(state.index_fd, state.index_count * _RECORD.size)
+                if not self.space.refused(error):
+                    raise
+                return state.size
+            self.space.wrote()
             state.index_count += 1
             state.size += len(fresh)
             state.last_time_ns = time_ns
@@ -184,6 +209,17 @@ class LogStore:
                 yield []
             finally:
                 state.waiters.discard(waiter)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite until all of data is written: a short write is continued, and a full disk raises ENOSPC."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = view[written:]
+        offset += written
 
 
 def tail_offset(fd: int, size: int, lines: int) -> int:

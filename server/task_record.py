@@ -47,6 +47,7 @@ class TaskRecord:
     stdout_size: int = -1  # final sizes the agent reported; -1 until it ended
     stderr_size: int = -1
     request_id: str | None = None  # the client's idempotency key for the submit that made the task
+    warning: str = ""  # in memory only: what holds the active task back now
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
@@ -89,6 +90,7 @@ class TaskRecord:
             env=self.env,
             inputs=self.inputs,
             revision=self.revision,
+            warning=self.warning,
             history=[
                 task_pb2.StatusTransition(status=status, time=_timestamp(at), detail=detail)
                 for status, at, detail in self.history
@@ -109,7 +111,7 @@ class TaskRecord:
         return task
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord) if f.name != "warning")
 
 # The ranges google.protobuf documents for Timestamp (years 1 to 9999) and Duration (about 10,000 years).
 MIN_TIME = -62_135_596_800.0

@@ -16,7 +16,7 @@ from google.protobuf import duration_pb2
 from sqlalchemy import or_, select
 
 from simplane._api.v1 import agent_pb2, task_pb2
-from simplane.server import errors, request_limits, task_states
+from simplane.server import disk_space, errors, request_limits, task_states
 from simplane.server.agents import AgentHub, AgentSession
 from simplane.server.auth import Caller
 from simplane.server.event_stream import Change, EventStream
@@ -95,6 +95,7 @@ class TaskRegistry:
     async def submit(self, caller: Caller, request: task_pb2.SubmitTaskRequest) -> task_pb2.Task:
         """Creates a task; with a request_id, a repeat of an earlier submit of the same user returns the task
         that one made. The task is queued only once its row is stored, so a submit that fails leaves nothing."""
+        self._logs.space.require()  # a full data dir could store neither the task nor its output
         request_id = request.request_id
         if not request_id:
             return await self._create(caller, request)
@@ -286,12 +287,23 @@ class TaskRegistry:
         self._dispatch(session.machine_group)
 
     def apply_update(self, machine_id: str, update: agent_pb2.TaskUpdate) -> asyncio.Future[None] | None:
-        """Records an agent's report; returns what to await before acknowledging it (None: ack at once)."""
+        """Records an agent's report; returns what to await before acknowledging it (None: ack at once).
+
+        A report that comes before the output written ahead of it is stored (the data dir was full) is not
+        recorded: the future returned is cancelled, so it is not acknowledged, and the agent sends it again
+        after that output.
+        """
         task = self.active.get(update.task_id)
         if task is None or task.machine_id != machine_id or task.attempt != update.attempt:
             return None
         if update.seq <= task.update_seq:
             return None
+        if update.stdout_size > self._logs.size(task.id, "stdout") or update.stderr_size > self._logs.size(
+            task.id, "stderr"
+        ):
+            refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            refused.cancel()
+            return refused
         task.update_seq = update.seq
         if not task_states.advances(task.status, update.status):
             return None
@@ -310,6 +322,17 @@ class TaskRegistry:
         if task.terminal:
             return asyncio.ensure_future(self._finish(task))
         return self.events.record(task).committed
+
+    def output_stored(self, task: TaskRecord, complete: bool) -> None:
+        """Shows on the task, while the data dir is full, that its output waits on its machine; clears it after."""
+        full = self._logs.space.full
+        if not complete and full and not task.warning:
+            task.warning = disk_space.OUTPUT_HELD
+        elif complete and not full and task.warning == disk_space.OUTPUT_HELD:
+            task.warning = ""
+        else:
+            return
+        self.events.record(task)
 
     def _release(self, task: TaskRecord) -> None:
         self._scheduler.release(task)

@@ -121,12 +121,19 @@ class Cluster:
     """
 
     def __init__(
-        self, root: Path, *, agents: int = 1, database_url: str | None = None, env: dict[str, str] | None = None
+        self,
+        root: Path,
+        *,
+        agents: int = 1,
+        database_url: str | None = None,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """`data_dir` puts the server's data dir elsewhere than root/"server", e.g. on a small filesystem."""
         self.root = root
         self.agents = agents
         self.database_url = database_url
-        self.data_dir = root / "server"
+        self.data_dir = data_dir or root / "server"
         self.config_dir = root / "config"
         self.env = {
             **base_env(),

@@ -101,6 +101,7 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
         task = self._tasks.active.get(output.task_id)
         if task is not None and task.machine_id == session.agent_id and task.attempt == output.attempt:
             size = self._logs.append(output.task_id, name, chunk.offset, chunk.data, chunk.time.ToNanoseconds())
+            self._tasks.output_stored(task, size >= chunk.offset + len(chunk.data))
         else:  # a resend for a task that ended (all its output was stored first): take it as stored
             size = chunk.offset + len(chunk.data)
         session.ack_output(output.task_id, chunk.stream, size)

@@ -122,7 +122,8 @@ _AWAY = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.T
 
 
 def domain_error(error: exc.SQLAlchemyError) -> errors.DomainError:
-    """The domain error for a database failure: away (retry later) or a refusal of this statement."""
+    """The domain error for a database failure: away (retry later) or a refusal of this statement. SQLite's
+    "database or disk is full" counts as away: the change is kept and retried until space returns."""
     if isinstance(error, _AWAY) or getattr(error, "connection_invalidated", False):
         return errors.Unavailable(f"the database is unreachable: {_first_line(error)}")
     return errors.FailedPrecondition(f"the database refused the change: {_first_line(error)}")
