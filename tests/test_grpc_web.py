@@ -11,9 +11,11 @@ import gzip
 import hashlib
 import http.client
 import os
+import select
 import socket
 import struct
 import subprocess
+import threading
 import urllib.parse
 from pathlib import Path
 
@@ -24,8 +26,9 @@ from waiting import eventually
 
 import simplane.server
 from simplane._api.v1 import account_pb2, agent_pb2, storage_pb2, task_pb2
+from simplane.server import grpc_web
 
-DEADLINE_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, UNIMPLEMENTED, UNAUTHENTICATED = 4, 5, 3, 12, 16
+DEADLINE_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAUTHENTICATED = 4, 5, 3, 8, 12, 16
 BUNDLE = Path(simplane.server.__file__).parent / "console_bundle"
 TASKS = "/simplane.v1.TaskService/"
 
@@ -441,12 +444,98 @@ def test_hashed_assets_are_cached_for_good(cluster) -> None:
     assert "immutable" in response.getheader("cache-control")
 
 
-def test_oversized_bodies_are_refused_before_they_are_read(cluster) -> None:
+# --- admission: the key and the size are checked before a body is read ---------------------------------
+
+
+def raw_post(cluster, method: str, length: int, api_key: str = "") -> socket.socket:
+    """A socket that sent a POST's head announcing `length` body bytes, and none of them yet."""
     host, port = host_and_port(cluster)
-    with socket.create_connection((host, port), timeout=15) as browser:
-        browser.sendall(
-            f"POST {TASKS}ListTasks HTTP/1.1\r\nHost: {host}\r\ncontent-type: application/grpc-web\r\n"
-            f"content-length: {65 * 1024 * 1024}\r\n\r\n".encode()
-        )
-        answer = browser.recv(65536)
-    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    browser = socket.create_connection((host, port), timeout=15)
+    key = f"authorization: Bearer {api_key}\r\n" if api_key else ""
+    browser.sendall(
+        f"POST {method} HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/grpc-web+proto\r\n"
+        f"{key}content-length: {length}\r\n\r\n".encode()
+    )
+    return browser
+
+
+def read_to_end(browser: socket.socket) -> bytes:
+    answer = b""
+    while data := browser.recv(65536):
+        answer += data
+    return answer
+
+
+def trailer_only(answer: bytes) -> dict[str, str]:
+    """The trailer of a gRPC-web answer made of its head and one trailer frame, which closed the connection."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b"Connection: close" in head, head
+    flag, length = struct.unpack_from(">BI", body)
+    assert flag == 0x80 and len(body) == 5 + length, body
+    return parse_trailer(body[5:])
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_large_posts_without_a_key_are_unauthenticated_unread_and_cost_no_memory(cluster) -> None:
+    """Eight 60 MB posts at once, each streamed until the answer comes: UNAUTHENTICATED, and no body is held."""
+    size, chunk = 60 * 1024 * 1024, b"\0" * 65536
+    before = rss_kib(cluster.server_pid)
+    answers: list[bytes] = []
+
+    def post_without_key() -> None:
+        with raw_post(cluster, TASKS + "SubmitTask", size) as browser:
+            sent = 0
+            while sent < size:
+                readable, writable, _ = select.select([browser], [browser], [], 15)
+                if readable:
+                    break  # answered before the body was sent: stop sending, as a browser does
+                if writable:
+                    with contextlib.suppress(BlockingIOError):
+                        sent += browser.send(chunk, socket.MSG_DONTWAIT)
+            answers.append(read_to_end(browser))
+
+    posters = [threading.Thread(target=post_without_key, daemon=True) for _ in range(8)]
+    for poster in posters:
+        poster.start()
+    peak = before
+    for poster in posters:
+        while poster.is_alive():
+            poster.join(timeout=0.05)
+            peak = max(peak, rss_kib(cluster.server_pid))
+            assert peak - before < 100 * 1024, f"the server grew from {before} KiB to {peak} KiB"
+    assert len(answers) == 8
+    for answer in answers:
+        trailer = trailer_only(answer)
+        assert trailer["grpc-status"] == str(UNAUTHENTICATED), trailer
+        assert "missing API key" in trailer["grpc-message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "length", "limit"),
+    [
+        (TASKS + "SubmitTask", 5 * 1024 * 1024, str(grpc_web.MAX_REQUEST_BYTES)),
+        ("/simplane.v1.StorageService/UploadFile", 64 << 20, str(grpc_web.MAX_UPLOAD_REQUEST_BYTES)),
+    ],
+)
+def test_a_body_over_the_methods_limit_is_resource_exhausted_unread(cluster, method, length, limit) -> None:
+    with raw_post(cluster, method, length, api_key=cluster.api_key) as browser:
+        trailer = trailer_only(read_to_end(browser))
+    assert trailer["grpc-status"] == str(RESOURCE_EXHAUSTED), trailer
+    assert f"the request body is {length} bytes" in trailer["grpc-message"]
+    assert f"at most {limit}" in trailer["grpc-message"]
+
+
+def test_a_body_within_the_upload_limit_is_read_and_stored(cluster) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    request = storage_pb2.UploadFileRequest(
+        prefix="web/", chunk=storage_pb2.FileChunk(path="big.bin", data=data, sha256=hashlib.sha256(data).hexdigest())
+    )
+    response = post(cluster, "/simplane.v1.StorageService/UploadFile", frame(request))
+    messages, trailer = Frames(response).until_trailer(storage_pb2.UploadFileResponse)
+    assert trailer["grpc-status"] == "0", trailer
+    assert messages[0].file.size == len(data)
