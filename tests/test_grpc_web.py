@@ -293,6 +293,140 @@ def test_closing_the_connection_cancels_the_stream(cluster_factory) -> None:
     assert trailer["grpc-status"] == "0" and messages[0].task.status == task_pb2.TASK_STATUS_RUNNING
 
 
+# --- streams over WebSockets (how the console streams: browsers count them apart from HTTP connections) ----
+
+
+class WebSocketClient:
+    """The client end of a WebSocket to the bridge, framed by hand as RFC 6455 says (client frames are masked)."""
+
+    def __init__(self, cluster, path: str, headers: dict[str, str] | None = None) -> None:
+        host, port = host_and_port(cluster)
+        self.socket = socket.create_connection((host, port), timeout=15)
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self.socket.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+        )
+        self.buffer = b""
+        head = self._until(b"\r\n\r\n")
+        self.status = int(head.split(b" ", 2)[1])
+        self.headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.decode().partition(":") for line in head.split(b"\r\n")[1:] if line)
+        }
+
+    def _until(self, end: bytes) -> bytes:
+        while end not in self.buffer:
+            data = self.socket.recv(65536)
+            assert data, f"the connection closed: {self.buffer!r}"
+            self.buffer += data
+        head, _, self.buffer = self.buffer.partition(end)
+        return head
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            data = self.socket.recv(65536)
+            assert data, f"the connection closed: {self.buffer!r}"
+            self.buffer += data
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def send(self, payload: bytes, opcode: int = 0x2, announced: int | None = None) -> None:
+        """One masked frame; `announced` claims another length (and then no payload is sent)."""
+        length = len(payload) if announced is None else announced
+        head = (
+            struct.pack(">BBQ", 0x80 | opcode, 0x80 | 127, length)
+            if length > 125
+            else bytes([0x80 | opcode, 0x80 | length])
+        )
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload)) if announced is None else b""
+        self.socket.sendall(head + mask + masked)
+
+    def receive(self) -> tuple[int, bytes]:
+        """The next frame from the server: its opcode and payload (server frames are unmasked)."""
+        first, second = self._exactly(2)
+        assert first & 0x80 and not second & 0x80, (first, second)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack(">H", self._exactly(2))
+        elif length == 127:
+            (length,) = struct.unpack(">Q", self._exactly(8))
+        return first & 0x0F, self._exactly(length)
+
+    def grpc_frame(self) -> tuple[int, bytes]:
+        """The gRPC-web frame carried by the next binary message."""
+        opcode, payload = self.receive()
+        assert opcode == 0x2, (opcode, payload)
+        flag, length = struct.unpack_from(">BI", payload)
+        assert len(payload) == 5 + length, "one frame per message"
+        return flag, payload[5:]
+
+    def close_code(self) -> int:
+        """The code of the server's close frame, after any messages still on their way."""
+        while (message := self.receive())[0] == 0x2:
+            pass
+        opcode, payload = message
+        assert opcode == 0x8, message
+        return struct.unpack(">H", payload[:2])[0]
+
+
+def test_a_stream_over_a_websocket_sends_each_frame_as_a_message(cluster) -> None:
+    client = cluster.client()
+    earlier = client.tasks.submit(["true"])
+    earlier.wait(timeout=30)
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks")
+    assert browser.status == 101
+    expected = hashlib.sha1((browser.key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    assert browser.headers["sec-websocket-accept"] == base64.b64encode(expected).decode()
+    browser.send(f"authorization: Bearer {cluster.api_key}\r\n".encode())
+    browser.send(frame(task_pb2.WatchTasksRequest()))
+    snapshot = []
+    while True:
+        _, payload = browser.grpc_frame()
+        event = task_pb2.WatchTasksResponse.FromString(payload)
+        if event.type == task_pb2.WATCH_EVENT_TYPE_SNAPSHOT_END:
+            break
+        snapshot.append(event.task.id)
+    assert snapshot == [earlier.id]
+    browser.send(b"are you there?", opcode=0x9)
+    task = client.tasks.submit(["true"])
+    pong = False
+    while True:  # the pong and heartbeats may come in between
+        opcode, payload = browser.receive()
+        pong = pong or (opcode == 0xA and payload == b"are you there?")
+        if opcode == 0x2 and task_pb2.WatchTasksResponse.FromString(payload[5:]).task.id == task.id:
+            break
+    assert pong
+    browser.send(struct.pack(">H", 1000), opcode=0x8)
+    assert browser.close_code() == 1000
+
+
+def test_a_websocket_without_a_key_is_unauthenticated_before_its_request_is_read(cluster) -> None:
+    browser = WebSocketClient(cluster, TASKS + "TailLogs")
+    browser.send(b"")  # headers, without authorization; the request message never comes
+    flag, payload = browser.grpc_frame()
+    assert flag == 0x80
+    assert parse_trailer(payload)["grpc-status"] == str(UNAUTHENTICATED)
+    assert browser.close_code() == 1000
+
+
+def test_a_websocket_request_over_the_limit_is_resource_exhausted_unread(cluster) -> None:
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks")
+    browser.send(f"authorization: Bearer {cluster.api_key}\r\n".encode())
+    browser.send(b"", announced=grpc_web.MAX_REQUEST_BYTES + 1)
+    flag, payload = browser.grpc_frame()
+    assert flag == 0x80
+    assert parse_trailer(payload)["grpc-status"] == str(RESOURCE_EXHAUSTED)
+    assert browser.close_code() == 1009
+
+
+def test_websockets_from_pages_of_other_origins_are_refused(cluster) -> None:
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks", headers={"Origin": "http://evil.example"})
+    assert browser.status == 403
+
+
 # --- CORS ---------------------------------------------------------------------------------------------
 
 
