@@ -46,9 +46,11 @@ TEXT_TYPES = ("application/grpc-web-text", "application/grpc-web-text+proto")
 UPLOAD_METHODS = ("/simplane.v1.StorageService/UploadFile", "/simplane.v1.StorageService/UploadFiles")
 MAX_UPLOAD_REQUEST_BYTES = MAX_SINGLE_UPLOAD + 64 * 1024
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
-# The first WebSocket message: the call's headers (authorization, grpc-timeout) as "name: value" lines.
+# The first WebSocket message: the call's headers (authorization, grpc-timeout) as "name: value" lines. Browsers
+# send it as the socket opens, and the request body right after it.
 MAX_WEBSOCKET_HEAD_BYTES = 8 * 1024
-WEBSOCKET_TIMEOUT = 120.0
+WEBSOCKET_HEAD_TIMEOUT = 10.0
+WEBSOCKET_BODY_TIMEOUT = 120.0
 # Keys the server accepted are not asked again for a while; the call itself is still checked by the server, so a
 # key revoked meanwhile only gets its body read, never served.
 KEY_TTL = 30.0
@@ -161,11 +163,11 @@ class GrpcWebBridge:
         binary message, the trailer last; the call is cancelled if the client closes first.
         """
         try:
-            head = await socket.receive(MAX_WEBSOCKET_HEAD_BYTES, WEBSOCKET_TIMEOUT)
+            head = await socket.receive(MAX_WEBSOCKET_HEAD_BYTES, WEBSOCKET_HEAD_TIMEOUT)
             headers = _header_lines(head)
             method = self._method(path)
             await self._keys.check(headers.get("authorization", ""))
-            body = await socket.receive(method.limit(False), WEBSOCKET_TIMEOUT)
+            body = await socket.receive(method.limit(False), WEBSOCKET_BODY_TIMEOUT)
         except CallRefused as refused:
             await socket.send(trailer(refused.code, refused.message))
             await socket.close(websocket.NORMAL_CLOSURE)
