@@ -5,6 +5,10 @@ authentication, status codes, deadlines and cancellation are exactly those of th
 bridge makes is an ordinary gRPC call. What it adds is the gRPC-web framing: message frames (flag 0, length,
 bytes) and a closing trailer frame (flag 0x80) that carries grpc-status and grpc-message, optionally base64
 encoded for the -text content types.
+
+A request is admitted before its body is read (`admit`): the method must be served, the key accepted by the
+server (asked with WhoAmI, accepted keys remembered briefly), and the body within the method's limit. So a
+caller without a valid key costs the server a header's worth of memory, whatever body it announces.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import base64
 import contextlib
 import re
 import struct
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +26,9 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from simplane._api.v1 import account_pb2, machine_group_pb2, storage_pb2, task_pb2
+from simplane.server import websocket
 from simplane.server.app import MAX_MESSAGE
+from simplane.server.servicers.storage_service import MAX_SINGLE_UPLOAD
 
 # The services a browser may call; AgentService is for agents only and stays off the bridge.
 PUBLIC_SERVICES = (
@@ -33,9 +40,23 @@ PUBLIC_SERVICES = (
 )
 BINARY_TYPES = ("application/grpc-web", "application/grpc-web+proto")
 TEXT_TYPES = ("application/grpc-web-text", "application/grpc-web-text+proto")
-# A request holds at most one maximal message plus framing; base64 makes the text form a third longer.
-MAX_REQUEST_BYTES = MAX_MESSAGE + 64 * 1024
-MAX_TEXT_REQUEST_BYTES = MAX_REQUEST_BYTES * 4 // 3 + 4
+# Request bodies: an upload holds one whole file (UploadFile takes at most MAX_SINGLE_UPLOAD bytes of data) and
+# its path, hash and framing; any other request is small. Linux caps a command line and its environment together
+# at 2 MiB (ARG_MAX), so no SubmitTask a program could run comes near the limit. Base64 (-text) is a third longer.
+UPLOAD_METHODS = ("/simplane.v1.StorageService/UploadFile", "/simplane.v1.StorageService/UploadFiles")
+MAX_UPLOAD_REQUEST_BYTES = MAX_SINGLE_UPLOAD + 64 * 1024
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+# The first WebSocket message: the call's headers (authorization, grpc-timeout) as "name: value" lines. Browsers
+# send it as the socket opens, and the request body right after it.
+MAX_WEBSOCKET_HEAD_BYTES = 8 * 1024
+WEBSOCKET_HEAD_TIMEOUT = 10.0
+WEBSOCKET_BODY_TIMEOUT = 120.0
+# Keys the server accepted are not asked again for a while; the call itself is still checked by the server, so a
+# key revoked meanwhile only gets its body read, never served.
+KEY_TTL = 30.0
+MAX_KEYS = 1024
+KEY_CHECK_TIMEOUT = 10.0
+WHO_AM_I = "/simplane.v1.AccountService/WhoAmI"
 MESSAGE_FLAG = 0x00
 TRAILER_FLAG = 0x80
 _HEADER = struct.Struct(">BI")
@@ -60,6 +81,12 @@ class Method:
     path: str
     client_streaming: bool
     server_streaming: bool
+    # The most bytes a binary request body may hold.
+    max_request_bytes: int
+
+    def limit(self, text: bool) -> int:
+        """The most bytes a request body may hold, in the binary or the base64 (-text) form."""
+        return self.max_request_bytes * 4 // 3 + 4 if text else self.max_request_bytes
 
 
 def public_methods() -> dict[str, Method]:
@@ -70,7 +97,8 @@ def public_methods() -> dict[str, Method]:
             if method.client_streaming and method.server_streaming:
                 continue  # gRPC-web has no bidirectional calls: the request body ends before the response starts
             path = f"/{service.full_name}/{method.name}"
-            methods[path] = Method(path, method.client_streaming, method.server_streaming)
+            limit = MAX_UPLOAD_REQUEST_BYTES if path in UPLOAD_METHODS else MAX_REQUEST_BYTES
+            methods[path] = Method(path, method.client_streaming, method.server_streaming, limit)
     return methods
 
 
@@ -105,24 +133,70 @@ class GrpcWebBridge:
                 ("grpc.max_send_message_length", MAX_MESSAGE),
             ],
         )
+        self._keys = KeyCheck(self._channel)
+
+    async def admit(self, path: str, *, text: bool, authorization: str, length: int) -> None:
+        """Raises CallRefused unless a request to `path` with this key and body length may be read and called."""
+        method = self._method(path)
+        await self._keys.check(authorization)
+        if length > method.limit(text):
+            raise CallRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the request body is {length} bytes; {path.lstrip('/')} takes at most {method.limit(text)}",
+            )
 
     def call(self, path: str, *, text: bool, body: bytes, authorization: str, timeout: str) -> Reply:
-        """The reply to a POST of `body` to `path`; nothing runs until its chunks are read.
+        """The reply to a POST of `body` to `path`, which `admit` let in; nothing runs until its chunks are read.
 
         `authorization` and `timeout` are the request's authorization and grpc-timeout headers ("" if absent).
         """
-        method = self._methods.get(path)
-        frames = self._forward(path, method, text, body, authorization, timeout)
-        content_type = TEXT_TYPES[1] if text else BINARY_TYPES[1]
+        method = self._method(path)
+        frames = self._forward(method, text, body, authorization, timeout)
         chunks = _base64_each(frames) if text else frames
-        return Reply(content_type, method is not None and method.server_streaming, chunks)
+        return Reply(content_type(text), method.server_streaming, chunks)
+
+    async def serve_websocket(self, path: str, socket: websocket.WebSocket) -> None:
+        """One call over a WebSocket, for browsers that would run out of HTTP/1.1 connections (docs/grpc-web.md).
+
+        The first client message holds the call's headers as `name: value` lines, the second its gRPC-web request
+        body; both are bounded, and the key is checked between them. Each frame of the reply goes back as one
+        binary message, the trailer last; the call is cancelled if the client closes first.
+        """
+        try:
+            head = await socket.receive(MAX_WEBSOCKET_HEAD_BYTES, WEBSOCKET_HEAD_TIMEOUT)
+            headers = _header_lines(head)
+            method = self._method(path)
+            await self._keys.check(headers.get("authorization", ""))
+            body = await socket.receive(method.limit(False), WEBSOCKET_BODY_TIMEOUT)
+        except CallRefused as refused:
+            await socket.send(trailer(refused.code, refused.message))
+            await socket.close(websocket.NORMAL_CLOSURE)
+            return
+        except websocket.MessageTooBig as too_big:
+            await socket.send(trailer(grpc.StatusCode.RESOURCE_EXHAUSTED, str(too_big)))
+            await socket.close(websocket.MESSAGE_TOO_BIG)
+            return
+        reply = self.call(
+            path,
+            text=False,
+            body=body,
+            authorization=headers.get("authorization", ""),
+            timeout=headers.get("grpc-timeout", ""),
+        )
+        async with contextlib.aclosing(reply.chunks) as chunks:
+            if await socket.send_all(chunks):
+                await socket.close(websocket.NORMAL_CLOSURE)
+
+    def _method(self, path: str) -> Method:
+        method = self._methods.get(path)
+        if method is None:
+            raise CallRefused(grpc.StatusCode.UNIMPLEMENTED, f"{path.lstrip('/')} is not served over gRPC-web")
+        return method
 
     async def _forward(
-        self, path: str, method: Method | None, text: bool, body: bytes, authorization: str, timeout: str
+        self, method: Method, text: bool, body: bytes, authorization: str, timeout: str
     ) -> AsyncIterator[bytes]:
         try:
-            if method is None:
-                raise CallRefused(grpc.StatusCode.UNIMPLEMENTED, f"{path.lstrip('/')} is not served over gRPC-web")
             messages = decode_messages(body, text)
             if not method.client_streaming and len(messages) != 1:
                 raise CallRefused(
@@ -133,11 +207,11 @@ class GrpcWebBridge:
                 "metadata": (("authorization", authorization),) if authorization else None,
             }
             if method.client_streaming:
-                call = self._channel.stream_unary(path)(iter(messages), **options)
+                call = self._channel.stream_unary(method.path)(iter(messages), **options)
             elif method.server_streaming:
-                call = self._channel.unary_stream(path)(messages[0], **options)
+                call = self._channel.unary_stream(method.path)(messages[0], **options)
             else:
-                call = self._channel.unary_unary(path)(messages[0], **options)
+                call = self._channel.unary_unary(method.path)(messages[0], **options)
             try:
                 if method.server_streaming:
                     async for message in call:
@@ -155,6 +229,46 @@ class GrpcWebBridge:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class KeyCheck:
+    """Whether the server accepts an authorization header (or its absence), asked with WhoAmI before a body is read.
+
+    Accepted headers are remembered for KEY_TTL seconds, at most MAX_KEYS of them (the oldest go first); refusals
+    are not remembered, so a key that starts to work is let in at once.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._who_am_i = channel.unary_unary(WHO_AM_I)
+        self._accepted: dict[str, float] = {}
+
+    async def check(self, authorization: str) -> None:
+        """Returns if the server accepts `authorization`; raises CallRefused with the server's answer otherwise."""
+        now = time.monotonic()
+        if self._accepted.get(authorization, 0.0) > now:
+            return
+        metadata = (("authorization", authorization),) if authorization else None
+        try:
+            await self._who_am_i(b"", metadata=metadata, timeout=KEY_CHECK_TIMEOUT)
+        except grpc.aio.AioRpcError as error:
+            raise CallRefused(error.code(), error.details() or "") from None
+        self._accepted.pop(authorization, None)
+        if len(self._accepted) >= MAX_KEYS:
+            self._accepted = {key: until for key, until in self._accepted.items() if until > now}
+        while len(self._accepted) >= MAX_KEYS:
+            del self._accepted[next(iter(self._accepted))]
+        self._accepted[authorization] = now + KEY_TTL
+
+
+def content_type(text: bool) -> str:
+    """The content type of a reply: the form the request came in, with +proto."""
+    return TEXT_TYPES[1] if text else BINARY_TYPES[1]
+
+
+def refusal_body(refused: CallRefused, text: bool) -> bytes:
+    """The body of a reply that is only a trailer, for a request refused before its body was read."""
+    body = trailer(refused.code, refused.message)
+    return base64.b64encode(body) if text else body
 
 
 def frame(flag: int, payload: bytes) -> bytes:
@@ -196,6 +310,19 @@ def parse_timeout(value: str) -> float:
     if match is None:
         raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"grpc-timeout: {value!r} is not digits and a unit")
     return int(match[1]) * _TIMEOUT_UNITS[match[2]]
+
+
+def _header_lines(head: bytes) -> dict[str, str]:
+    """The headers of a call sent over a WebSocket: `name: value` lines, names in any case."""
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n"):
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed header line {line[:40]!r}")
+        headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 async def _base64_each(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -2,7 +2,9 @@
 
 A small HTTP/1.1 server on asyncio streams rather than a web framework, whose import alone would cost a
 quarter of the second `simplane up` has to get ready in. It speaks what browsers need: keep-alive, bodies with
-a Content-Length, chunked responses for streams, and bounds on header size, body size and waiting.
+a Content-Length, chunked responses for streams, WebSockets for streaming calls, and bounds on header size, body
+size and waiting. A body is read only once the request is admitted: a gRPC-web call's key is checked and its size
+bounded first (grpc_web.GrpcWebBridge.admit), and any other request is answered without reading its body.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from simplane.server import grpc_web
+from simplane.server import grpc_web, websocket
 
 BUNDLE = Path(__file__).parent / "console_bundle"
 HEADER_LIMIT = 32 * 1024
@@ -27,6 +29,11 @@ HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 120.0
 # How long a kept-alive connection may wait for its next request.
 IDLE_TIMEOUT = 60.0
+# After answering a request whose body it will not read, the server stops sending and discards what the client
+# still sends for a while (a "lingering close"): closing at once would reset the connection, and a client still
+# sending could lose the answer. Bounded in time and bytes; nothing of it is kept.
+LINGER_TIMEOUT = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -56,6 +63,7 @@ CORS_REQUEST_HEADERS = "content-type, authorization, x-grpc-web, x-user-agent, g
 CORS_EXPOSED_HEADERS = "grpc-status, grpc-message"
 CORS_MAX_AGE = "600"
 REASONS = {
+    101: "Switching Protocols",
     200: "OK",
     204: "No Content",
     304: "Not Modified",
@@ -98,12 +106,27 @@ class Request:
     version: str
     # Lower-case names; repeated headers joined with ", ".
     headers: dict[str, str]
-    body: bytes = b""
+    # The body's length (Content-Length), and whether it was read: a connection with a body left unread closes.
+    length: int = 0
+    body_read: bool = False
 
     @property
     def keep_alive(self) -> bool:
-        tokens = {token.strip().lower() for token in self.headers.get("connection", "").split(",")}
+        if self.length and not self.body_read:
+            return False
+        tokens = self._connection_tokens()
         return "keep-alive" in tokens if self.version == "HTTP/1.0" else "close" not in tokens
+
+    @property
+    def websocket_upgrade(self) -> bool:
+        return (
+            self.method == "GET"
+            and "upgrade" in self._connection_tokens()
+            and self.headers.get("upgrade", "").lower() == "websocket"
+        )
+
+    def _connection_tokens(self) -> set[str]:
+        return {token.strip().lower() for token in self.headers.get("connection", "").split(",")}
 
 
 @dataclass
@@ -156,13 +179,15 @@ class HttpSite:
         try:
             while True:
                 try:
-                    request = await _read_request(reader, writer, ahead)
+                    request = await _read_request(reader, ahead)
                 except HttpError as error:
                     await self._send(writer, None, _text(error.status, error.message))
                     return
                 if request is None:
                     return
                 keep_alive, ahead = await self._answer(request, reader, writer)
+                if request.length and not request.body_read:
+                    await _linger(reader, writer)
                 if not keep_alive:
                     return
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -182,20 +207,14 @@ class HttpSite:
             response = self._origins.preflight(request)
         elif API_PATH.match(request.path):
             text = grpc_web.is_text(request.headers.get("content-type", ""))
+            if request.websocket_upgrade:
+                return await self._websocket(request, reader, writer)
             if request.method != "POST":
                 response = _text(405, "gRPC-web calls are POSTs", [("Allow", "POST, OPTIONS")])
             elif text is None:
                 response = _text(415, "gRPC-web calls take content-type application/grpc-web or grpc-web-text")
             else:
-                assert self._bridge is not None
-                reply = self._bridge.call(
-                    request.path,
-                    text=text,
-                    body=request.body,
-                    authorization=request.headers.get("authorization", ""),
-                    timeout=request.headers.get("grpc-timeout", ""),
-                )
-                return await self._relay(request, reply, reader, writer)
+                return await self._grpc_web(request, text, reader, writer)
         elif request.method not in ("GET", "HEAD"):
             response = _text(405, f"{request.method} is not served here", [("Allow", "GET, HEAD, POST, OPTIONS")])
         elif request.path == "/healthz":
@@ -217,6 +236,57 @@ class HttpSite:
         if index is None:
             return Response(404, [("Content-Type", CONTENT_TYPES[".html"]), *HTML_HEADERS], MISSING_CONSOLE)
         return index.response(request, "no-cache")
+
+    async def _grpc_web(
+        self, request: Request, text: bool, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bool, bytes]:
+        """A gRPC-web call, admitted before its body is read; a refusal is a trailer-only reply, then the end."""
+        assert self._bridge is not None
+        authorization = request.headers.get("authorization", "")
+        try:
+            await self._bridge.admit(request.path, text=text, authorization=authorization, length=request.length)
+        except grpc_web.CallRefused as refused:
+            reply = Response(
+                200,
+                [("Content-Type", grpc_web.content_type(text)), ("Cache-Control", "no-store")],
+                grpc_web.refusal_body(refused, text),
+            )
+            await self._send(writer, request, reply)
+            return request.keep_alive, b""
+        if request.length:
+            if request.headers.get("expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            body = await asyncio.wait_for(reader.readexactly(request.length), BODY_TIMEOUT)
+            request.body_read = True
+        else:
+            body = b""
+        reply = self._bridge.call(
+            request.path,
+            text=text,
+            body=body,
+            authorization=authorization,
+            timeout=request.headers.get("grpc-timeout", ""),
+        )
+        return await self._relay(request, reply, reader, writer)
+
+    async def _websocket(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[bool, bytes]:
+        """A gRPC-web call over a WebSocket (grpc_web.GrpcWebBridge.serve_websocket); the connection ends with it."""
+        if request.headers.get("sec-websocket-version") != "13":
+            await self._send(writer, request, _text(400, "only WebSocket version 13 is served"))
+            return False, b""
+        accept = websocket.accept_key(request.headers.get("sec-websocket-key", ""))
+        if accept is None or request.length:
+            await self._send(writer, request, _text(400, "malformed WebSocket handshake"))
+            return False, b""
+        upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)]
+        writer.write(_head(101, upgrade))
+        await writer.drain()
+        assert self._bridge is not None
+        with contextlib.suppress(websocket.Closed):
+            await self._bridge.serve_websocket(request.path, websocket.WebSocket(reader, writer))
+        return False, b""
 
     async def _relay(
         self, request: Request, reply: grpc_web.Reply, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -257,8 +327,9 @@ class HttpSite:
         return [("X-Content-Type-Options", "nosniff"), *origin_headers]
 
 
-async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ahead: bytes) -> Request | None:
-    """The next request on the connection, or None once the client closed it or stayed idle too long."""
+async def _read_request(reader: asyncio.StreamReader, ahead: bytes) -> Request | None:
+    """The head of the next request on the connection (its body is left to read), or None once the client closed
+    it or stayed idle too long."""
     if not ahead:
         try:
             ahead = await asyncio.wait_for(reader.read(1), IDLE_TIMEOUT)
@@ -288,17 +359,21 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     if "transfer-encoding" in headers:
         raise HttpError(411, "send the request body with a Content-Length")
     length = headers.get("content-length", "0")
-    if not length.isdigit():
-        raise HttpError(400, f"bad Content-Length {length!r}")
-    limit = grpc_web.MAX_TEXT_REQUEST_BYTES if grpc_web.is_text(headers.get("content-type", "")) else None
-    limit = limit or grpc_web.MAX_REQUEST_BYTES
-    if int(length) > limit:
-        raise HttpError(413, f"the request body is over {limit} bytes")
-    if int(length):
-        if headers.get("expect", "").lower() == "100-continue":
-            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.body = await asyncio.wait_for(reader.readexactly(int(length)), BODY_TIMEOUT)
+    if not length.isdigit() or len(length) > 18:
+        raise HttpError(400, f"bad Content-Length {length[:40]!r}")
+    request.length = int(length)
     return request
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Ends the sending side and discards what the client still sends, for LINGER_TIMEOUT or LINGER_BYTES at most."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    discarded = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        async with asyncio.timeout(LINGER_TIMEOUT):
+            while discarded < LINGER_BYTES and (data := await reader.read(64 * 1024)):
+                discarded += len(data)
 
 
 def _head(status: int, headers: Iterable[tuple[str, str]]) -> bytes:

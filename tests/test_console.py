@@ -7,6 +7,7 @@ import re
 from browser import sign_in
 from playwright.sync_api import expect
 from programs import numbered_lines, python
+from waiting import eventually
 
 import simplane
 
@@ -76,4 +77,30 @@ def test_markup_printed_or_named_by_a_task_is_shown_as_text_and_never_runs(clust
     assert page.evaluate("window.__pwned") is None
     assert page.locator("img[src=x]").count() == 0
     assert page.locator("body script:not([src])").count() == 0
+    assert page.errors == []
+
+
+def test_ten_tabs_each_following_a_live_log_all_stream_and_an_eleventh_still_opens(cluster, page) -> None:
+    """A browser opens at most six HTTP/1.1 connections to a host; streams go over WebSockets, which it counts apart."""
+    client = cluster.client()
+    printers = [client.tasks.submit(numbered_lines(600, every=0.2), name=f"printer-{i}") for i in range(2)]
+    sign_in(page, cluster.console_url, cluster.api_key)
+    tabs = [page, *(page.context.new_page() for _ in range(9))]
+    for tab in tabs[1:]:
+        tab.on("pageerror", lambda error: page.errors.append(str(error)))
+    for index, tab in enumerate(tabs):
+        tab.goto(f"{cluster.console_url.rstrip('/')}/tasks/{printers[index % 2].id}")
+        expect(tab.get_by_test_id("log-line").first).to_have_text(re.compile(r"line \d+"), timeout=TIMEOUT_MS)
+
+    def last_line(tab) -> int:
+        return int(tab.get_by_test_id("log-line").last.inner_text().removeprefix("line "))
+
+    # With all ten open, every tab still streams: each shows lines newer than those it showed a moment ago.
+    seen = [last_line(tab) for tab in tabs]
+    for tab, line in zip(tabs, seen, strict=True):
+        eventually(lambda tab=tab, line=line: last_line(tab) >= line + 3, timeout=15)
+    eleventh = page.context.new_page()
+    eleventh.goto(cluster.console_url)
+    expect(eleventh.get_by_test_id(f"task-row-{printers[0].id}")).to_contain_text("printer-0", timeout=TIMEOUT_MS)
+    expect(eleventh.get_by_test_id("connection-state")).to_have_attribute("data-state", "live", timeout=TIMEOUT_MS)
     assert page.errors == []

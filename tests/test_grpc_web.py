@@ -11,9 +11,12 @@ import gzip
 import hashlib
 import http.client
 import os
+import select
 import socket
 import struct
 import subprocess
+import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -24,8 +27,9 @@ from waiting import eventually
 
 import simplane.server
 from simplane._api.v1 import account_pb2, agent_pb2, storage_pb2, task_pb2
+from simplane.server import grpc_web
 
-DEADLINE_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, UNIMPLEMENTED, UNAUTHENTICATED = 4, 5, 3, 12, 16
+DEADLINE_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAUTHENTICATED = 4, 5, 3, 8, 12, 16
 BUNDLE = Path(simplane.server.__file__).parent / "console_bundle"
 TASKS = "/simplane.v1.TaskService/"
 
@@ -290,6 +294,140 @@ def test_closing_the_connection_cancels_the_stream(cluster_factory) -> None:
     assert trailer["grpc-status"] == "0" and messages[0].task.status == task_pb2.TASK_STATUS_RUNNING
 
 
+# --- streams over WebSockets (how the console streams: browsers count them apart from HTTP connections) ----
+
+
+class WebSocketClient:
+    """The client end of a WebSocket to the bridge, framed by hand as RFC 6455 says (client frames are masked)."""
+
+    def __init__(self, cluster, path: str, headers: dict[str, str] | None = None) -> None:
+        host, port = host_and_port(cluster)
+        self.socket = socket.create_connection((host, port), timeout=15)
+        self.key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        self.socket.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {self.key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
+        )
+        self.buffer = b""
+        head = self._until(b"\r\n\r\n")
+        self.status = int(head.split(b" ", 2)[1])
+        self.headers = {
+            name.strip().lower(): value.strip()
+            for name, _, value in (line.decode().partition(":") for line in head.split(b"\r\n")[1:] if line)
+        }
+
+    def _until(self, end: bytes) -> bytes:
+        while end not in self.buffer:
+            data = self.socket.recv(65536)
+            assert data, f"the connection closed: {self.buffer!r}"
+            self.buffer += data
+        head, _, self.buffer = self.buffer.partition(end)
+        return head
+
+    def _exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            data = self.socket.recv(65536)
+            assert data, f"the connection closed: {self.buffer!r}"
+            self.buffer += data
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def send(self, payload: bytes, opcode: int = 0x2, announced: int | None = None) -> None:
+        """One masked frame; `announced` claims another length (and then no payload is sent)."""
+        length = len(payload) if announced is None else announced
+        head = (
+            struct.pack(">BBQ", 0x80 | opcode, 0x80 | 127, length)
+            if length > 125
+            else bytes([0x80 | opcode, 0x80 | length])
+        )
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload)) if announced is None else b""
+        self.socket.sendall(head + mask + masked)
+
+    def receive(self) -> tuple[int, bytes]:
+        """The next frame from the server: its opcode and payload (server frames are unmasked)."""
+        first, second = self._exactly(2)
+        assert first & 0x80 and not second & 0x80, (first, second)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack(">H", self._exactly(2))
+        elif length == 127:
+            (length,) = struct.unpack(">Q", self._exactly(8))
+        return first & 0x0F, self._exactly(length)
+
+    def grpc_frame(self) -> tuple[int, bytes]:
+        """The gRPC-web frame carried by the next binary message."""
+        opcode, payload = self.receive()
+        assert opcode == 0x2, (opcode, payload)
+        flag, length = struct.unpack_from(">BI", payload)
+        assert len(payload) == 5 + length, "one frame per message"
+        return flag, payload[5:]
+
+    def close_code(self) -> int:
+        """The code of the server's close frame, after any messages still on their way."""
+        while (message := self.receive())[0] == 0x2:
+            pass
+        opcode, payload = message
+        assert opcode == 0x8, message
+        return struct.unpack(">H", payload[:2])[0]
+
+
+def test_a_stream_over_a_websocket_sends_each_frame_as_a_message(cluster) -> None:
+    client = cluster.client()
+    earlier = client.tasks.submit(["true"])
+    earlier.wait(timeout=30)
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks")
+    assert browser.status == 101
+    expected = hashlib.sha1((browser.key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+    assert browser.headers["sec-websocket-accept"] == base64.b64encode(expected).decode()
+    browser.send(f"authorization: Bearer {cluster.api_key}\r\n".encode())
+    browser.send(frame(task_pb2.WatchTasksRequest()))
+    snapshot = []
+    while True:
+        _, payload = browser.grpc_frame()
+        event = task_pb2.WatchTasksResponse.FromString(payload)
+        if event.type == task_pb2.WATCH_EVENT_TYPE_SNAPSHOT_END:
+            break
+        snapshot.append(event.task.id)
+    assert snapshot == [earlier.id]
+    browser.send(b"are you there?", opcode=0x9)
+    task = client.tasks.submit(["true"])
+    pong = False
+    while True:  # the pong and heartbeats may come in between
+        opcode, payload = browser.receive()
+        pong = pong or (opcode == 0xA and payload == b"are you there?")
+        if opcode == 0x2 and task_pb2.WatchTasksResponse.FromString(payload[5:]).task.id == task.id:
+            break
+    assert pong
+    browser.send(struct.pack(">H", 1000), opcode=0x8)
+    assert browser.close_code() == 1000
+
+
+def test_a_websocket_without_a_key_is_unauthenticated_before_its_request_is_read(cluster) -> None:
+    browser = WebSocketClient(cluster, TASKS + "TailLogs")
+    browser.send(b"")  # headers, without authorization; the request message never comes
+    flag, payload = browser.grpc_frame()
+    assert flag == 0x80
+    assert parse_trailer(payload)["grpc-status"] == str(UNAUTHENTICATED)
+    assert browser.close_code() == 1000
+
+
+def test_a_websocket_request_over_the_limit_is_resource_exhausted_unread(cluster) -> None:
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks")
+    browser.send(f"authorization: Bearer {cluster.api_key}\r\n".encode())
+    browser.send(b"", announced=grpc_web.MAX_REQUEST_BYTES + 1)
+    flag, payload = browser.grpc_frame()
+    assert flag == 0x80
+    assert parse_trailer(payload)["grpc-status"] == str(RESOURCE_EXHAUSTED)
+    assert browser.close_code() == 1009
+
+
+def test_websockets_from_pages_of_other_origins_are_refused(cluster) -> None:
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks", headers={"Origin": "http://evil.example"})
+    assert browser.status == 403
+
+
 # --- CORS ---------------------------------------------------------------------------------------------
 
 
@@ -441,12 +579,101 @@ def test_hashed_assets_are_cached_for_good(cluster) -> None:
     assert "immutable" in response.getheader("cache-control")
 
 
-def test_oversized_bodies_are_refused_before_they_are_read(cluster) -> None:
+# --- admission: the key and the size are checked before a body is read ---------------------------------
+
+
+def raw_post(cluster, method: str, length: int, api_key: str = "") -> socket.socket:
+    """A socket that sent a POST's head announcing `length` body bytes, and none of them yet."""
     host, port = host_and_port(cluster)
-    with socket.create_connection((host, port), timeout=15) as browser:
-        browser.sendall(
-            f"POST {TASKS}ListTasks HTTP/1.1\r\nHost: {host}\r\ncontent-type: application/grpc-web\r\n"
-            f"content-length: {65 * 1024 * 1024}\r\n\r\n".encode()
-        )
-        answer = browser.recv(65536)
-    assert answer.startswith(b"HTTP/1.1 413 "), answer
+    browser = socket.create_connection((host, port), timeout=15)
+    key = f"authorization: Bearer {api_key}\r\n" if api_key else ""
+    browser.sendall(
+        f"POST {method} HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-type: application/grpc-web+proto\r\n"
+        f"{key}content-length: {length}\r\n\r\n".encode()
+    )
+    return browser
+
+
+def read_to_end(browser: socket.socket) -> bytes:
+    answer = b""
+    while data := browser.recv(65536):
+        answer += data
+    return answer
+
+
+def trailer_only(answer: bytes) -> dict[str, str]:
+    """The trailer of a gRPC-web answer made of its head and one trailer frame, which closed the connection."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert b"Connection: close" in head, head
+    flag, length = struct.unpack_from(">BI", body)
+    assert flag == 0x80 and len(body) == 5 + length, body
+    return parse_trailer(body[5:])
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def test_large_posts_without_a_key_are_unauthenticated_unread_and_cost_no_memory(cluster) -> None:
+    """Eight 60 MB posts at once, each streamed until the answer comes: UNAUTHENTICATED at once, no body held."""
+    size, chunk = 60 * 1024 * 1024, b"\0" * 65536
+    before = rss_kib(cluster.server_pid)
+    answers: list[tuple[int, bytes]] = []
+
+    def post_without_key() -> None:
+        with raw_post(cluster, TASKS + "SubmitTask", size) as browser:
+            sent = 0
+            while sent < size:
+                readable, writable, _ = select.select([browser], [browser], [], 15)
+                if readable:
+                    break  # answered before the body was sent: stop sending, as a browser does
+                if writable:
+                    with contextlib.suppress(BlockingIOError):
+                        sent += browser.send(chunk, socket.MSG_DONTWAIT)
+            answers.append((sent, read_to_end(browser)))
+
+    posters = [threading.Thread(target=post_without_key, daemon=True) for _ in range(8)]
+    deadline = time.monotonic() + 30
+    for poster in posters:
+        poster.start()
+    peak = before
+    for poster in posters:
+        while poster.is_alive():
+            assert time.monotonic() < deadline, "the posts were not answered within 30 s"
+            poster.join(timeout=0.05)
+            peak = max(peak, rss_kib(cluster.server_pid))
+            assert peak - before < 100 * 1024, f"the server grew from {before} KiB to {peak} KiB"
+    assert len(answers) == 8
+    for sent, answer in answers:
+        assert sent < size // 2, f"the answer came only after {sent} bytes of the body"
+        trailer = trailer_only(answer)
+        assert trailer["grpc-status"] == str(UNAUTHENTICATED), trailer
+        assert "missing API key" in trailer["grpc-message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "length", "limit"),
+    [
+        (TASKS + "SubmitTask", 5 * 1024 * 1024, str(grpc_web.MAX_REQUEST_BYTES)),
+        ("/simplane.v1.StorageService/UploadFile", 64 << 20, str(grpc_web.MAX_UPLOAD_REQUEST_BYTES)),
+    ],
+)
+def test_a_body_over_the_methods_limit_is_resource_exhausted_unread(cluster, method, length, limit) -> None:
+    with raw_post(cluster, method, length, api_key=cluster.api_key) as browser:
+        trailer = trailer_only(read_to_end(browser))
+    assert trailer["grpc-status"] == str(RESOURCE_EXHAUSTED), trailer
+    assert f"the request body is {length} bytes" in trailer["grpc-message"]
+    assert f"at most {limit}" in trailer["grpc-message"]
+
+
+def test_a_body_within_the_upload_limit_is_read_and_stored(cluster) -> None:
+    data = os.urandom(8 * 1024 * 1024)
+    request = storage_pb2.UploadFileRequest(
+        prefix="web/", chunk=storage_pb2.FileChunk(path="big.bin", data=data, sha256=hashlib.sha256(data).hexdigest())
+    )
+    response = post(cluster, "/simplane.v1.StorageService/UploadFile", frame(request))
+    messages, trailer = Frames(response).until_trailer(storage_pb2.UploadFileResponse)
+    assert trailer["grpc-status"] == "0", trailer
+    assert messages[0].file.size == len(data)

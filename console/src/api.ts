@@ -3,14 +3,16 @@
  *
  * Contract for the pages (stable; pages import only these):
  * - `tasks`, `storage`, `accounts`, `machineGroups`: @connectrpc/connect clients of TaskService, StorageService,
- *   AccountService and MachineGroupService, speaking binary gRPC-web to the console's own origin.
+ *   AccountService and MachineGroupService, speaking binary gRPC-web to the console's own origin: unary calls over
+ *   fetch, streaming ones over WebSockets (websocket_fetch.ts), so that open streams never use up the browser's
+ *   six HTTP/1.1 connections to the server.
  * - `getKey()`, `setKey(key)`, `signOut(reason?)`: the API key lives in localStorage until sign-out.
  * - `errorMessage(e)`: any thrown value as one readable line.
  * - Any call answered with UNAUTHENTICATED signs the user out and lands on /signin with the reason; a page
  *   need not handle that code itself.
  * - `signIn(key)`: checks a key with WhoAmI before keeping it (only the sign-in page needs it).
  */
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
 import { AccountService, type WhoAmIResponse } from "./gen/simplane/v1/account_pb";
@@ -18,6 +20,7 @@ import { MachineGroupService } from "./gen/simplane/v1/machine_group_pb";
 import { StorageService } from "./gen/simplane/v1/storage_pb";
 import { TaskService } from "./gen/simplane/v1/task_pb";
 import { navigate } from "./router";
+import { webSocketFetch } from "./websocket_fetch";
 
 const KEY_ITEM = "simplane.apiKey";
 const AUTHORIZATION = "authorization";
@@ -101,11 +104,14 @@ const auth: Interceptor = (next) => async (req) => {
   }
 };
 
-const transport = createGrpcWebTransport({
+const overFetch = createGrpcWebTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [auth] });
+const overWebSockets = createGrpcWebTransport({
   baseUrl: location.origin,
   useBinaryFormat: true,
   interceptors: [auth],
+  fetch: webSocketFetch,
 });
+const transport: Transport = { unary: overFetch.unary, stream: overWebSockets.stream };
 
 export const tasks = createClient(TaskService, transport);
 export const storage = createClient(StorageService, transport);
