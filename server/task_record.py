@@ -41,6 +41,8 @@ class TaskRecord:
     update_seq: int = 0  # last TaskUpdate seq stored from the agent
     stdout_size: int = -1  # final sizes the agent reported; -1 until it ended
     stderr_size: int = -1
+    # What holds the active task back now (its machine is unreachable, ...); kept in memory only, not stored.
+    warning: str = field(default="", metadata={"stored": False})
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
@@ -81,6 +83,7 @@ class TaskRecord:
             env=self.env,
             inputs=self.inputs,
             revision=self.revision,
+            warning=self.warning,
             history=[
                 task_pb2.StatusTransition(status=status, time=_timestamp(at), detail=detail)
                 for status, at, detail in self.history
@@ -101,7 +104,7 @@ class TaskRecord:
         return task
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord) if f.metadata.get("stored", True))
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
