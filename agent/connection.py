@@ -15,20 +15,14 @@ from simplane._api.v1 import agent_pb2, agent_pb2_grpc
 from simplane.agent import machine_stats
 from simplane.agent.backoff import Backoff
 from simplane.agent.held_tasks import HeldTasks
+from simplane.agent.machine_identity import REFUSED
 from simplane.agent.task_files import list_files, read_file
 from simplane.agent.transfers import Transfers
 
 log = logging.getLogger(__name__)
 
-# Retrying cannot fix these: the token or the hello is wrong, or the address is not a simplane server.
-FATAL_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-)
+# Retrying cannot fix these: the credential or the hello is wrong, or the address is not a simplane server.
+FATAL_CODES = REFUSED
 WELCOME_TIMEOUT = 10.0
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 # Output of one task sent before the next task gets its turn.
@@ -51,6 +45,10 @@ CHANNEL_OPTIONS = (
 class FatalConnectError(Exception):
     """The server refused the agent for a reason that retrying cannot fix."""
 
+    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 class _NoWelcome(Exception):
     """The server did not answer the hello with a welcome; the agent tries again."""
@@ -60,7 +58,7 @@ class _NoWelcome(Exception):
 class AgentIdentity:
     """What the agent says about itself in its hello."""
 
-    agent_id: str
+    agent_id: str  # the machine id Join gave
     machine_group: str
     hostname: str
     slots: int
@@ -74,10 +72,10 @@ class ServerConnection:
     and each new stream resends what the server has not stored.
     """
 
-    def __init__(self, server: str, token: str, identity: AgentIdentity, work_dir: Path) -> None:
+    def __init__(self, server: str, credential: str, identity: AgentIdentity, work_dir: Path) -> None:
         self._server = server
         self._identity = identity
-        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._metadata = (("authorization", f"Bearer {credential}"),)
         self._channel = grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._wake = asyncio.Event()
@@ -96,7 +94,8 @@ class ServerConnection:
             except grpc.aio.AioRpcError as err:
                 if err.code() in FATAL_CODES:
                     raise FatalConnectError(
-                        f"the server at {self._server} refused the agent: {err.code().name}: {err.details()}"
+                        f"the server at {self._server} refused the agent: {err.code().name}: {err.details()}",
+                        err.code(),
                     ) from err
                 reason = f"{err.code().name}: {err.details()}"
             except _NoWelcome as err:

@@ -7,39 +7,52 @@ import asyncio
 import ctypes
 import logging
 import os
-import secrets
 import signal
 import socket
 import sys
 import threading
 from pathlib import Path
 
-from simplane.agent.connection import AgentIdentity, FatalConnectError, ServerConnection
+import grpc
+
+from simplane.agent import machine_identity
+from simplane.agent.connection import CHANNEL_OPTIONS, AgentIdentity, FatalConnectError, ServerConnection
+from simplane.agent.machine_identity import MachineIdentity, MachineIdentityError
 
 
 def run_agent(
     server: str,
-    token: str,
+    token: str | None,
     machine_group: str = "local",
     slots: int | None = None,
     work_dir: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Runs the agent until SIGTERM or SIGINT (exit code 0) or until the server refuses it (exit code 1)."""
-    hostname = socket.gethostname()
-    identity = AgentIdentity(
-        agent_id=f"{hostname}-{secrets.token_hex(3)}",
-        machine_group=machine_group,
-        hostname=hostname,
-        slots=slots or os.cpu_count() or 1,
-        version=_version(),
-    )
+    """Runs the agent until SIGTERM or SIGINT (exit code 0) or until the server refuses it (exit code 1).
+
+    The first run joins the machine group with `token`; later runs are the same machine, with the credential
+    stored in the work directory, and need no token.
+    """
     directory = (Path(work_dir) if work_dir is not None else _default_work_dir()).absolute()
     try:
         (directory / "tasks").mkdir(parents=True, exist_ok=True)
+        stored = machine_identity.load(directory)
     except OSError as err:
         print(f"simplane agent: cannot use work directory {directory}: {err.strerror}", file=sys.stderr)
         return 1
-    return asyncio.run(_serve(server, token, identity, directory))
+    except MachineIdentityError as err:
+        print(f"simplane agent: {err}", file=sys.stderr)
+        return 1
+    if stored is not None and stored.machine_group != machine_group:
+        print(
+            f"simplane agent: {machine_identity.path(directory)} is machine {stored.machine_id} of machine group "
+            f"{stored.machine_group!r}; give machine group {machine_group!r} a work directory of its own",
+            file=sys.stderr,
+        )
+        return 1
+    if stored is None and not token:
+        print("simplane agent: joining needs an agent token (--token or SIMPLANE_AGENT_TOKEN)", file=sys.stderr)
+        return 1
+    return asyncio.run(_serve(server, token or "", stored, machine_group, slots or os.cpu_count() or 1, directory))
 
 
 def _reap_children_with_pidfds() -> None:
@@ -56,28 +69,59 @@ def _reap_children_with_pidfds() -> None:
     asyncio.set_child_watcher(watcher)
 
 
-async def _serve(server: str, token: str, identity: AgentIdentity, work_dir: Path) -> int:
+async def _serve(
+    server: str, token: str, stored: MachineIdentity | None, machine_group: str, slots: int, work_dir: Path
+) -> int:
     _reap_children_with_pidfds()
-    connection = ServerConnection(server, token, identity, work_dir)
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    connecting = asyncio.create_task(connection.run())
+    running = asyncio.create_task(_run(server, token, stored, machine_group, slots, work_dir))
     stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait((connecting, stopping), return_when=asyncio.FIRST_COMPLETED)
-        if connecting.done():
-            connecting.result()
+        await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()
         return 0
-    except FatalConnectError as err:
+    except MachineIdentityError as err:
         print(f"simplane agent: {err}", file=sys.stderr, flush=True)
         return 1
+    except FatalConnectError as err:
+        if stored is not None and err.code == grpc.StatusCode.UNAUTHENTICATED:
+            print(
+                f"simplane agent: the server at {server} refused the credential of machine {stored.machine_id} "
+                f"(revoked, or another server's): delete {machine_identity.path(work_dir)} to join as a new machine",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            print(f"simplane agent: {err}", file=sys.stderr, flush=True)
+        return 1
     finally:
-        connecting.cancel()
+        running.cancel()
         stopping.cancel()
-        await asyncio.gather(connecting, stopping, return_exceptions=True)
+        await asyncio.gather(running, stopping, return_exceptions=True)
+
+
+async def _run(
+    server: str, token: str, stored: MachineIdentity | None, machine_group: str, slots: int, work_dir: Path
+) -> None:
+    """Joins unless the machine has already, then keeps connected until cancelled (which kills its tasks)."""
+    hostname = socket.gethostname()
+    identity = stored
+    if identity is None:
+        async with grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS) as channel:
+            identity = await machine_identity.join(channel, server, token, machine_group, hostname, _version())
+        machine_identity.store(work_dir, identity)
+    agent = AgentIdentity(
+        agent_id=identity.machine_id, machine_group=machine_group, hostname=hostname, slots=slots, version=_version()
+    )
+    connection = ServerConnection(server, identity.credential, agent, work_dir)
+    try:
+        await connection.run()
+    finally:
         await connection.close()
 
 
@@ -99,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="simplane agent", description="Run simplane tasks on this machine.")
     parser.add_argument("--server", default=os.environ.get("SIMPLANE_SERVER"), help="the server's HOST:PORT")
     parser.add_argument(
-        "--token", default=os.environ.get("SIMPLANE_AGENT_TOKEN"), help="agent token (SIMPLANE_AGENT_TOKEN)"
+        "--token",
+        default=os.environ.get("SIMPLANE_AGENT_TOKEN"),
+        help="agent token (SIMPLANE_AGENT_TOKEN), to join once; later runs use the machine's stored credential",
     )
     parser.add_argument(
         "--connect-from-stdin",
@@ -117,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1  # `simplane up` stopped before it could tell where to connect
     if not args.server:
         parser.error("--server is required (or set SIMPLANE_SERVER)")
-    if not args.token:
-        parser.error("--token is required (or set SIMPLANE_AGENT_TOKEN)")
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be at least 1")
     logging.basicConfig(format="simplane agent: %(message)s", level=logging.WARNING)

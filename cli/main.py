@@ -155,14 +155,16 @@ def up(
 def agent(
     server: Annotated[str, typer.Option(envvar="SIMPLANE_SERVER", metavar="HOST:PORT", help="The server to join.")],
     token: Annotated[
-        str,
+        str | None,
         typer.Option(
             envvar="SIMPLANE_AGENT_TOKEN",
             metavar="TOKEN",
+            show_default="needed only to join",
             help="A join token from `simplane admin agent-token`; prefer the environment variable, which "
-            "other users cannot see in the process list.",
+            "other users cannot see in the process list. The machine joins once and keeps its own credential in "
+            "the work directory.",
         ),
-    ],
+    ] = None,
     machine_group: Annotated[str, typer.Option(metavar="GROUP", help="The machine group to serve.")] = "local",
     slots: Annotated[
         int | None,

@@ -80,7 +80,7 @@ _TERMINAL = frozenset(
 # Names of the other proto enums, indexed by value.
 _MACHINE_PROVIDERS = ("UNSPECIFIED", "LOCAL", "GCE")
 _MACHINE_GROUP_STATES = ("UNSPECIFIED", "STARTING", "ACTIVE", "TERMINATING", "TERMINATED")
-_MACHINE_STATES = ("UNSPECIFIED", "STARTING", "CONNECTED", "LOST", "DISCONNECTED", "TERMINATED")
+_MACHINE_STATES = ("UNSPECIFIED", "STARTING", "CONNECTED", "LOST", "DISCONNECTED", "TERMINATED", "UNREACHABLE")
 
 
 def _enum_name(names: tuple[str, ...], number: int) -> str:
@@ -319,7 +319,7 @@ class MachineGroupInfo(_Record):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MachineInfo(_Record):
-    """A machine of a group; state e.g. "CONNECTED" or "LOST"."""
+    """A machine of a group; state e.g. "CONNECTED", "UNREACHABLE" or "LOST"."""
 
     id: str
     machine_group: str

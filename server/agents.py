@@ -1,4 +1,10 @@
-"""The agents connected now: their outgoing message queues, liveness, and requests relayed to them."""
+"""The agents connected now and the machines away: outgoing message queues, liveness, and requests relayed to
+agents.
+
+A machine whose agent falls silent past the heartbeat timeout (or whose stream closed that long ago) is
+unreachable: its tasks may well still run there, so they keep their status and only carry a warning. It is lost,
+with its tasks, only once it has been away for the grace period (`lost_after`).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,6 @@ ACKS = "acks"  # put in an outbox to send the acknowledgements gathered since
 _OVERFLOW = object()  # a relayed file read outran its reader
 READ_WINDOW = 64  # FileData frames (up to 64 KiB each) held for one reader
 _request_ids = itertools.count(1)
-# After a server restart an agent gets this long (or the heartbeat timeout, if longer) to come back before its
-# tasks are lost: the restart finds every agent backing off, retrying about every 2 s whatever the heartbeat.
-RESTART_GRACE = 10.0
 
 
 @dataclass
@@ -153,52 +156,86 @@ class _Window:
         self._queue.put_nowait(item)
 
 
-class AgentHub:
-    """Sessions by agent id, and until when each absent machine may stay away before it is lost."""
+@dataclass
+class Absence:
+    """A machine with no session: since when it was last heard from, and what ListMachines shows of it."""
 
-    def __init__(self, heartbeat_interval: float) -> None:
+    machine_id: str
+    machine_group: str
+    since: float  # monotonic
+    since_time: float  # the same moment as Unix time, for people
+    last_session: AgentSession | None = None  # None after a server restart, until the agent is back
+    unreachable: bool = False  # past the heartbeat timeout: its tasks carry a warning
+
+
+class AgentHub:
+    """Sessions by agent id, and the machines away, each until it is back or its grace period runs out."""
+
+    def __init__(self, heartbeat_interval: float, lost_after: float) -> None:
         self.heartbeat_interval = heartbeat_interval
+        self.lost_after = lost_after
         self.sessions: dict[str, AgentSession] = {}
-        self.absent_until: dict[str, float] = {}  # monotonic deadlines
+        self.away: dict[str, Absence] = {}
         self.changed = asyncio.Event()
 
     @property
     def timeout(self) -> float:
+        """Silence after which a machine is unreachable."""
         return 3 * self.heartbeat_interval
+
+    @property
+    def grace(self) -> float:
+        """Absence after which a machine is lost: `lost_after`, and never before it was unreachable."""
+        return max(self.lost_after, self.timeout)
 
     def attach(self, session: AgentSession) -> None:
         previous = self.sessions.get(session.agent_id)
         if previous is not None:
             previous.close()
         self.sessions[session.agent_id] = session
-        self.absent_until.pop(session.agent_id, None)
+        self.away.pop(session.agent_id, None)
         self.changed.set()
         self.changed = asyncio.Event()
 
     def detach(self, session: AgentSession) -> bool:
         """Ends a session; True when it was the agent's current one (not replaced by a reconnect)."""
         session.close()
-        if self.sessions.get(session.agent_id) is session:
-            del self.sessions[session.agent_id]
-            self.absent_until[session.agent_id] = time.monotonic() + self.timeout
-            return True
-        return False
+        if self.sessions.get(session.agent_id) is not session:
+            return False
+        del self.sessions[session.agent_id]
+        self._leave(session)
+        return True
 
-    def expect(self, agent_id: str) -> None:
-        """A machine that has tasks but no session yet (after a server restart): lost if it stays away."""
-        if agent_id not in self.sessions:
-            self.absent_until.setdefault(agent_id, time.monotonic() + max(self.timeout, RESTART_GRACE))
+    def expect(self, machine_id: str, machine_group: str) -> None:
+        """A machine that has tasks but no session yet (after a server restart) gets the whole grace period."""
+        if machine_id not in self.sessions and machine_id not in self.away:
+            self.away[machine_id] = Absence(machine_id, machine_group, time.monotonic(), time.time())
 
-    def overdue(self) -> list[str]:
-        """Connected agents silent past the timeout and absent ones past their deadline; they are forgotten here."""
+    def check(self) -> tuple[list[Absence], list[Absence]]:
+        """The machines that became unreachable since the last check, and those lost (forgotten here).
+
+        A connected agent silent past the timeout has its session closed and is away from its last message on.
+        """
         now = time.monotonic()
-        late = [agent_id for agent_id, s in self.sessions.items() if now - s.last_seen > self.timeout]
-        for agent_id in late:
-            self.sessions.pop(agent_id).close()
-        gone = [agent_id for agent_id, until in self.absent_until.items() if now > until]
-        for agent_id in gone:
-            del self.absent_until[agent_id]
-        return late + gone
+        for session in [s for s in self.sessions.values() if now - s.last_seen > self.timeout]:
+            del self.sessions[session.agent_id]
+            session.close()
+            self._leave(session)
+        unreachable, lost = [], []
+        for absence in list(self.away.values()):
+            if now - absence.since > self.grace:
+                del self.away[absence.machine_id]
+                lost.append(absence)
+            elif not absence.unreachable and now - absence.since > self.timeout:
+                absence.unreachable = True
+                unreachable.append(absence)
+        return unreachable, lost
+
+    def _leave(self, session: AgentSession) -> None:
+        silent_for = time.monotonic() - session.last_seen
+        self.away[session.agent_id] = Absence(
+            session.agent_id, session.machine_group, session.last_seen, time.time() - silent_for, session
+        )
 
     def session(self, agent_id: str) -> AgentSession | None:
         return self.sessions.get(agent_id)

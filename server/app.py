@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +58,10 @@ class ServerSettings:
     data_dir: Path
     database_url: str
     disable_auth: bool = False
-    # How often agents and idle streams send heartbeats; an agent silent for three intervals is lost.
+    # How often agents and idle streams send heartbeats; an agent silent for three intervals is unreachable.
     heartbeat_interval: float = 5.0
+    # How long a machine may stay away (from its last message on) before its tasks are LOST.
+    machine_lost_after: float = 600.0
     max_active_tasks: int = 10_000
 
 
@@ -73,7 +76,7 @@ class ServerApp:
         self.groups = MachineGroups(self.database)
         self.events = EventStream(self.database)
         self.scheduler = Scheduler()
-        self.hub = AgentHub(settings.heartbeat_interval)
+        self.hub = AgentHub(settings.heartbeat_interval, settings.machine_lost_after)
         space = DataDirSpace(settings.data_dir)
         self.logs = LogStore(settings.data_dir / "logs", space)
         self.files = FileStore(self.database, settings.data_dir / "files", space)
@@ -119,7 +122,7 @@ class ServerApp:
             server,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentService(self.authenticator, self.tasks, self.hub, self.logs, self.files), server
+            AgentService(self.authenticator, self.tasks, self.hub, self.logs, self.files, self.groups), server
         )
         storage_pb2_grpc.add_StorageServiceServicer_to_server(
             StorageService(self.authenticator, self.files, self.tasks), server
@@ -158,12 +161,21 @@ class ServerApp:
         return port
 
     async def _watch_machines(self) -> None:
-        """Marks machines silent past the heartbeat timeout, or away past their deadline, as lost with their tasks."""
+        """Marks machines silent past the heartbeat timeout unreachable, and those away past the grace period lost
+        with their tasks."""
         while True:
             await asyncio.sleep(self.hub.heartbeat_interval / 2)
-            for machine_id in self.hub.overdue():
-                log.warning("machine %s stopped answering", machine_id)
-                await self.tasks.machine_lost(machine_id)
+            unreachable, lost = self.hub.check()
+            for absence in unreachable:
+                log.warning(
+                    "machine %s unreachable; its tasks are lost unless it is back within %g s",
+                    absence.machine_id,
+                    self.hub.grace - (time.monotonic() - absence.since),
+                )
+                self.tasks.machine_unreachable(absence.machine_id, absence.since_time)
+            for absence in lost:
+                log.warning("machine %s stayed away past the grace period of %g s", absence.machine_id, self.hub.grace)
+                await self.tasks.machine_lost(absence.machine_id, absence.since_time)
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._monitor is not None:

@@ -1,7 +1,8 @@
-"""API keys and agent tokens: minting, checking, and who the caller of an RPC is.
+"""API keys, join tokens and machine credentials: minting, checking, and who the caller of an RPC is.
 
 A key reads `sp_<id>_<secret>`; the server stores only sha256(secret). Checked keys are cached in memory so
-that an RPC costs one dict lookup; revoking a key drops it from the cache.
+that an RPC costs one dict lookup; revoking a key drops it from the cache. A machine credential's id is the
+machine's id, so the id a machine is known by proves nothing without the secret.
 """
 
 from __future__ import annotations
@@ -19,18 +20,25 @@ from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, UserRow
 
 USER_KEY = "user"
-AGENT_KEY = "agent"
+AGENT_KEY = "agent"  # a machine group's join token: it can only make new machines (AgentService.Join)
+MACHINE_KEY = "machine"  # one machine's own credential, made by Join
+MACHINE_ID_PREFIX = "m-"
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who made an RPC: a user (with their key), or an agent of a machine group."""
+    """Who made an RPC: a user (with their key), a join token of a machine group, or one machine."""
 
     user: str
     admin: bool
     key_id: str
     kind: str = USER_KEY
     machine_group: str = ""
+
+    @property
+    def machine_id(self) -> str:
+        """The calling machine's id; empty unless the caller holds a machine credential."""
+        return self.key_id if self.kind == MACHINE_KEY else ""
 
 
 @dataclass(frozen=True)
@@ -39,9 +47,9 @@ class MintedKey:
     secret: str  # the whole `sp_<id>_<secret>` string, shown once
 
 
-def mint_key() -> tuple[MintedKey, str]:
-    """A new key and the hash to store for it."""
-    key_id = secrets.token_hex(6)
+def mint_key(prefix: str = "") -> tuple[MintedKey, str]:
+    """A new key and the hash to store for it; `prefix` starts its id (machine ids start with "m-")."""
+    key_id = prefix + secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
     return MintedKey(key_id, f"sp_{key_id}_{secret}"), _hash(secret)
 

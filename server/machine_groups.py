@@ -1,4 +1,4 @@
-"""Machine groups: the built-in "local" group of agents, and (later) groups of cloud VMs."""
+"""Machine groups: the built-in "local" group of agents, and (later) groups of cloud VMs; machines join them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from sqlalchemy import select
 
 from simplane._api.v1 import machine_group_pb2 as pb
 from simplane.server import errors
+from simplane.server.auth import MACHINE_ID_PREFIX, MACHINE_KEY, Caller, mint_key
 from simplane.server.store.database import Database
-from simplane.server.store.models import MachineGroupRow
+from simplane.server.store.models import ApiKeyRow, MachineGroupRow
 
 LOCAL = "local"
 
@@ -44,3 +45,28 @@ class MachineGroups:
 
     def all(self) -> list[MachineGroupRow]:
         return list(self._groups.values())
+
+    async def join(self, token: Caller, hostname: str) -> tuple[str, str]:
+        """A new machine of the join token's group: its id, chosen here, and its own credential (shown once).
+
+        The credential is an API key of kind "machine" whose id is the machine's id, owned by the token's user.
+        """
+        self.require(token.machine_group)
+        minted, secret_hash = mint_key(MACHINE_ID_PREFIX)
+
+        def create(session):  # type: ignore[no-untyped-def]
+            issuer = session.get(ApiKeyRow, token.key_id)
+            session.add(
+                ApiKeyRow(
+                    id=minted.key_id,
+                    user_id=issuer.user_id,
+                    secret_hash=secret_hash,
+                    kind=MACHINE_KEY,
+                    machine_group=token.machine_group,
+                    description=hostname,
+                    created_at=time.time(),
+                )
+            )
+
+        await self._database.run(create)
+        return minted.key_id, minted.secret

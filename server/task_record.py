@@ -47,7 +47,8 @@ class TaskRecord:
     stdout_size: int = -1  # final sizes the agent reported; -1 until it ended
     stderr_size: int = -1
     request_id: str | None = None  # the client's idempotency key for the submit that made the task
-    warning: str = ""  # in memory only: what holds the active task back now
+    # What holds the active task back now (its machine is unreachable, ...); kept in memory only, not stored.
+    warning: str = field(default="", metadata={"stored": False})
 
     @classmethod
     def from_row(cls, row: Any) -> TaskRecord:
@@ -111,7 +112,7 @@ class TaskRecord:
         return task
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord) if f.name != "warning")
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord) if f.metadata.get("stored", True))
 
 # The ranges google.protobuf documents for Timestamp (years 1 to 9999) and Duration (about 10,000 years).
 MIN_TIME = -62_135_596_800.0

@@ -69,6 +69,7 @@ class TaskRegistry:
         # Submits under way by (owner, request_id): a concurrent repeat waits for the first one's task.
         self._submitting: dict[tuple[str, str], asyncio.Future[task_pb2.Task]] = {}
         events.on_refused = self._change_refused
+        self._unreachable: dict[str, str] = {}  # machine id -> the warning its tasks carry
 
     # -- startup -------------------------------------------------------------------------------------------
 
@@ -82,7 +83,7 @@ class TaskRegistry:
             self._track(task)
             self.events.latest[task.id] = Change(task.revision, task.to_proto())
             if task.status in task_states.ON_MACHINE:
-                self._hub.expect(task.machine_id)
+                self._hub.expect(task.machine_id, task.machine_group)
             else:
                 self._scheduler.enqueue(task)
 
@@ -267,8 +268,12 @@ class TaskRegistry:
                 )
             )
         mine = [t for t in self.active.values() if t.machine_id == session.agent_id]
+        warning = self._unreachable.pop(session.agent_id, None)
         running = []
         for task in mine:
+            if warning is not None and task.warning == warning:
+                task.warning = ""
+                self.events.record(task)
             if task.id in held_ids:
                 running.append(task)
             elif task.status == task_states.PREPARING:
@@ -380,13 +385,31 @@ class TaskRegistry:
         if task.id not in self.active or task.terminal:
             return
         task.error = reason
+        task.warning = ""
         task.move(task_states.LOST, time.time(), reason)
         await self._finish(task)
 
-    async def machine_lost(self, machine_id: str) -> None:
+    def _on_machine(self, machine_id: str) -> list[TaskRecord]:
+        return [t for t in self.active.values() if t.machine_id == machine_id and t.status in task_states.ON_MACHINE]
+
+    def machine_unreachable(self, machine_id: str, since: float) -> None:
+        """Its tasks keep their status (they may well still run there) and carry a warning until it is back."""
         self._scheduler.remove_machine(machine_id)
-        lost = [t for t in self.active.values() if t.machine_id == machine_id and t.status in task_states.ON_MACHINE]
-        await asyncio.gather(*(self._lose(t, f"machine {machine_id} stopped answering") for t in lost))
+        warning = f"machine {machine_id} unreachable since {_utc_time(since)} UTC"
+        self._unreachable[machine_id] = warning
+        for task in self._on_machine(machine_id):
+            task.warning = warning
+            self.events.record(task)
+
+    async def machine_lost(self, machine_id: str, since: float) -> None:
+        """The machine stayed away past its grace period: its tasks are LOST."""
+        self._scheduler.remove_machine(machine_id)
+        self._unreachable.pop(machine_id, None)
+        reason = (
+            f"machine {machine_id} unreachable since {_utc_time(since)} UTC, "
+            f"longer than the grace period of {_seconds(self._hub.grace)}"
+        )
+        await asyncio.gather(*(self._lose(task, reason) for task in self._on_machine(machine_id)))
 
     def _change_refused(self, task_id: str) -> None:
         """The database refused a change of an active task, so the task in memory is ahead of its row: the task
@@ -401,7 +424,7 @@ class TaskRegistry:
         stopping.add_done_callback(self._background.discard)
 
     def machine_disconnected(self, machine_id: str) -> None:
-        """The machine's capacity is gone until it reconnects; its tasks wait for it (or for the timeout)."""
+        """The machine's capacity is gone until it reconnects; its tasks wait for it (see AgentHub)."""
         self._scheduler.remove_machine(machine_id)
 
     def active_count(self, owner: str) -> int:
@@ -475,3 +498,7 @@ def _decode_page_token(token: str) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g}s"
+
+
+def _utc_time(unix_time: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(unix_time))

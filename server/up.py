@@ -111,12 +111,14 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
         raise UpError(f"refusing to serve {options.http_address} without auth: only loopback addresses may disable it")
     cors_origins = [_web_origin(origin) for origin in options.cors_origins]
     heartbeat_interval = _number_from_env("SIMPLANE_HEARTBEAT_INTERVAL", 5.0, float)
+    machine_lost_after = _number_from_env("SIMPLANE_MACHINE_LOST_AFTER", 600.0, float)
     max_active_tasks = _number_from_env("SIMPLANE_MAX_ACTIVE_TASKS", 10_000, int)
     data_dir = options.data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     # The agents start first, so that their start-up overlaps the server's imports; they learn the server's
     # address and their token on stdin once it listens.
-    agents = [await _start_agent(data_dir / "agents" / str(number)) for number in range(options.agents)]
+    agent_dirs = [data_dir / "agents" / str(number) for number in range(options.agents)]
+    agents = [await _start_agent(work_dir) for work_dir in agent_dirs]
     try:
         # gRPC's C core would add its own lines to the one-line errors of `up` (a port in use); every failure
         # that matters is reported from Python. Set here, after the agents took their environment.
@@ -130,6 +132,7 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
             database_url=options.database_url or sqlite_url(str(data_dir / "simplane.db")),
             disable_auth=options.disable_auth,
             heartbeat_interval=heartbeat_interval,
+            machine_lost_after=machine_lost_after,
             max_active_tasks=max_active_tasks,
         )
         app = ServerApp(settings)
@@ -150,6 +153,7 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
             agent_token = app.database.call(
                 _prepare_accounts, app, data_dir, grpc_address, loopback, options.disable_auth
             )
+            app.database.call(_check_machine_identities, app, agent_dirs)
             app.groups.ensure_local(ADMIN)
             for process in agents:
                 await _hand_over(process, grpc_address, agent_token)
@@ -198,6 +202,26 @@ def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool
         token_file.write_text(token + "\n")
         token_file.chmod(0o600)
     return token
+
+
+def _check_machine_identities(session, app, agent_dirs: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    """Local agents keep their machine across restarts; one this server does not know (a new database) joins again.
+
+    Runs before the agents learn the server's address, which is when they read their identity.
+    """
+    from simplane.agent import machine_identity
+    from simplane.server.auth import MACHINE_KEY
+
+    for work_dir in agent_dirs:
+        try:
+            stored = machine_identity.load(work_dir)
+        except machine_identity.MachineIdentityError:
+            stored = None
+            machine_identity.forget(work_dir)
+        if stored is not None and not (
+            stored.machine_group == "local" and app.accounts.key_is_valid(session, stored.credential, MACHINE_KEY)
+        ):
+            machine_identity.forget(work_dir)
 
 
 def _read_config(path: Path) -> dict:

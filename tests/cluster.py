@@ -99,11 +99,17 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 
 class AgentProcess:
-    """A `simplane agent` subprocess joined to a cluster; its output goes to `log`."""
+    """A `simplane agent` subprocess joined to a cluster; its output goes to `log`, its machine's identity and
+    tasks to `work_dir`."""
 
-    def __init__(self, process: subprocess.Popen, log: Path) -> None:
+    def __init__(self, process: subprocess.Popen, log: Path, work_dir: Path) -> None:
         self.process = process
         self.log = log
+        self.work_dir = work_dir
+
+    def wait(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Wait for the agent to exit by itself; returns its exit code."""
+        return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL the agent, as if its machine died; the tasks it ran die with it."""
@@ -290,12 +296,15 @@ class Cluster:
         slots: int | None = None,
         token: str | None = None,
         server: str | None = None,
+        work_dir: Path | None = None,
     ) -> AgentProcess:
         """Run `simplane agent` joined to this cluster, in its own session (with a new token by default).
 
         `server` is the address the agent dials instead of the cluster's, e.g. a TcpProxy's in front of it.
+        `work_dir` is another agent's, to start it again as the same machine (a new one by default).
         """
         name = f"agent-{len(self._agent_logs) + 1}"
+        work_dir = work_dir or self.root / name
         command = [
             *CLI,
             "agent",
@@ -306,7 +315,7 @@ class Cluster:
             "--machine-group",
             machine_group,
             "--work-dir",
-            str(self.root / name),
+            str(work_dir),
         ]
         if slots is not None:
             command += ["--slots", str(slots)]
@@ -323,7 +332,7 @@ class Cluster:
             )
         self._processes.append(process)
         self._agent_logs.append(log)
-        return AgentProcess(process, log)
+        return AgentProcess(process, log, work_dir)
 
     def run_cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """`simplane ARGS...` against this cluster (address and key from the config `up` wrote)."""

@@ -1,4 +1,6 @@
-"""AgentService: the agents' stream (assignments down; updates and output up), inputs and outputs."""
+"""AgentService: machines joining, the agents' stream (assignments down; updates and output up), inputs and
+outputs. A join token can only join; each other call takes the machine's own credential and reaches only the tasks
+assigned to that machine."""
 
 from __future__ import annotations
 
@@ -10,41 +12,66 @@ from collections.abc import AsyncIterator
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
 from simplane.server import errors
 from simplane.server.agents import ACKS, AgentHub, AgentSession
-from simplane.server.auth import AGENT_KEY, Authenticator, Caller
+from simplane.server.auth import AGENT_KEY, MACHINE_KEY, Authenticator, Caller
 from simplane.server.file_store import FileStore
 from simplane.server.log_store import LogStore
-from simplane.server.servicers.authorization import AuthorizedServicer
+from simplane.server.machine_groups import MachineGroups
+from simplane.server.servicers.authorization import AuthorizedServicer, require_kind
 from simplane.server.status import streaming, unary
 from simplane.server.task_files import outputs_prefix
 from simplane.server.task_record import TaskRecord
 from simplane.server.tasks import TaskRegistry
 
 _STREAMS = {1: "stdout", 2: "stderr"}
+MAX_HOSTNAME = 253  # the longest DNS name
 
 
 class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
-    key_kind = AGENT_KEY
+    key_kinds = frozenset({AGENT_KEY, MACHINE_KEY})
 
     def __init__(
-        self, authenticator: Authenticator, tasks: TaskRegistry, hub: AgentHub, logs: LogStore, files: FileStore
+        self,
+        authenticator: Authenticator,
+        tasks: TaskRegistry,
+        hub: AgentHub,
+        logs: LogStore,
+        files: FileStore,
+        groups: MachineGroups,
     ) -> None:
         super().__init__(authenticator)
         self._tasks = tasks
         self._hub = hub
         self._logs = logs
         self._files = files
+        self._groups = groups
+
+    @unary
+    async def Join(self, request, context, caller: Caller) -> agent_pb2.JoinResponse:
+        require_kind(caller, AGENT_KEY)
+        if request.machine_group != caller.machine_group:
+            raise errors.PermissionDenied(
+                f"this agent token joins machine group {caller.machine_group!r}, not {request.machine_group!r}"
+            )
+        if len(request.hostname) > MAX_HOSTNAME or "\0" in request.hostname:
+            raise errors.InvalidArgument("hostname", f"must be at most {MAX_HOSTNAME} characters, without NUL")
+        machine_id, credential = await self._groups.join(caller, request.hostname)
+        return agent_pb2.JoinResponse(machine_id=machine_id, credential=credential)
 
     @streaming
     async def Connect(self, request_iterator, context, caller: Caller) -> AsyncIterator[agent_pb2.ConnectResponse]:
+        require_kind(caller, MACHINE_KEY)
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("message") != "hello":
             raise errors.InvalidArgument("hello", "the first message on the stream must be an AgentHello")
         hello = first.hello
-        if not hello.agent_id:
-            raise errors.InvalidArgument("hello.agent_id", "must not be empty")
+        if hello.agent_id != caller.machine_id:
+            raise errors.PermissionDenied(
+                f"hello.agent_id must be this credential's machine {caller.machine_id!r}, got {hello.agent_id!r}"
+            )
         if hello.machine_group != caller.machine_group:
             raise errors.PermissionDenied(
-                f"this agent token joins machine group {caller.machine_group!r}, not {hello.machine_group!r}"
+                f"machine {caller.machine_id} belongs to machine group {caller.machine_group!r}, "
+                f"not {hello.machine_group!r}"
             )
         session = AgentSession(
             agent_id=hello.agent_id,
@@ -119,13 +146,15 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
         stored.add_done_callback(acknowledge)
 
     def _assigned_task(self, caller: Caller, task_id: str) -> TaskRecord:
+        """The active task `task_id` if it is assigned to the calling machine; any other is not found."""
         task = self._tasks.active.get(task_id)
-        if task is None or task.machine_group != caller.machine_group:
-            raise errors.NotFound(f"task {task_id!r} is not assigned to machine group {caller.machine_group!r}")
+        if task is None or task.machine_id != caller.machine_id:
+            raise errors.NotFound(f"task {task_id!r} is not assigned to machine {caller.machine_id}")
         return task
 
     @streaming
     async def DownloadInputs(self, request, context, caller: Caller) -> AsyncIterator[agent_pb2.DownloadInputsResponse]:
+        require_kind(caller, MACHINE_KEY)
         task = self._assigned_task(caller, request.task_id)
         if not task.inputs:
             return
@@ -135,6 +164,7 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
 
     @unary
     async def UploadOutputs(self, request_iterator, context, caller: Caller) -> agent_pb2.UploadOutputsResponse:
+        require_kind(caller, MACHINE_KEY)
         messages = aiter(request_iterator)
         first = await anext(messages, None)
         if first is None:

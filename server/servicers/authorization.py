@@ -1,28 +1,36 @@
-"""Who may call what: public services take user API keys, the agent service takes agent tokens."""
+"""Who may call what: public services take user API keys; the agent service takes a join token for Join and a
+machine credential for everything else."""
 
 from __future__ import annotations
 
 import grpc
 
 from simplane.server import errors
-from simplane.server.auth import AGENT_KEY, USER_KEY, Authenticator, Caller
+from simplane.server.auth import AGENT_KEY, MACHINE_KEY, USER_KEY, Authenticator, Caller
 
 _WRONG_KIND = {
-    USER_KEY: "agent tokens may only call the agent service",
+    USER_KEY: "agent tokens and machine credentials may only call the agent service",
     AGENT_KEY: "the agent service needs an agent token (simplane admin agent-token)",
+    MACHINE_KEY: "this call needs the machine credential that Join returns; an agent token can only join",
 }
 
 
 class AuthorizedServicer:
-    """Names the caller of every RPC (see status.py) and refuses keys of the other kind."""
+    """Names the caller of every RPC (see status.py) and refuses keys of the kinds the service does not take."""
 
-    key_kind = USER_KEY
+    key_kinds = frozenset({USER_KEY})
 
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
 
     async def authorize(self, context: grpc.aio.ServicerContext) -> Caller:
         caller = await self._authenticator.caller(context)
-        if caller.kind != self.key_kind:
-            raise errors.PermissionDenied(_WRONG_KIND[self.key_kind])
+        if caller.kind not in self.key_kinds:
+            raise errors.PermissionDenied(_WRONG_KIND[USER_KEY if USER_KEY in self.key_kinds else AGENT_KEY])
         return caller
+
+
+def require_kind(caller: Caller, kind: str) -> None:
+    """For services that take several kinds of key: this call takes only `kind`."""
+    if caller.kind != kind:
+        raise errors.PermissionDenied(_WRONG_KIND[kind])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from simplane._api.v1 import machine_group_pb2 as pb
 from simplane._api.v1 import machine_group_pb2_grpc
 from simplane.server import errors
 from simplane.server.accounts import Accounts
-from simplane.server.agents import AgentHub
+from simplane.server.agents import AgentHub, AgentSession
 from simplane.server.auth import Authenticator, Caller
 from simplane.server.machine_groups import MachineGroups
 from simplane.server.scheduler import Scheduler
@@ -50,10 +52,6 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         group.create_time.FromNanoseconds(int(row.created_at * 1e9))
         return group
 
-    def _owns(self, caller: Caller, task_id: str) -> bool:
-        task = self._tasks.active.get(task_id)
-        return task is not None and task.owner == caller.user
-
     @unary
     async def CreateMachineGroup(self, request, context, caller: Caller):
         raise errors.FailedPrecondition("creating machine groups is not available yet: use the 'local' group")
@@ -73,29 +71,50 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
 
     @unary
     async def ListMachines(self, request, context, caller: Caller):
+        """Admins see every machine, connected or away; a user sees only the machines holding their active tasks,
+        with those tasks and the machine's state, and no other detail."""
         if request.machine_group:
             self._groups.require(request.machine_group)
-        response = pb.ListMachinesResponse()
-        for session in self._hub.sessions.values():
-            if request.machine_group and session.machine_group != request.machine_group:
-                continue
-            capacity = self._scheduler.machine(session.agent_id)
-            machine = response.machines.add(
-                id=session.agent_id,
-                machine_group=session.machine_group,
-                hostname=session.hostname,
-                state=pb.MACHINE_STATE_CONNECTED,
-                slots=session.slots,
-                used_slots=capacity.used if capacity else 0,
-                running_task_ids=sorted(
-                    task_id for task_id in (capacity.task_ids if capacity else ()) if self._owns(caller, task_id)
-                ),
-                load=session.load,
-                memory_total_bytes=session.memory_total_bytes,
-                memory_used_bytes=session.memory_used_bytes,
+        tasks: dict[str, list[str]] = {}  # machine id -> the active tasks on it the caller may see
+        for task in self._tasks.active.values():
+            if task.machine_id and (caller.admin or task.owner == caller.user):
+                tasks.setdefault(task.machine_id, []).append(task.id)
+        machines = [(s.agent_id, s.machine_group, pb.MACHINE_STATE_CONNECTED, s) for s in self._hub.sessions.values()]
+        machines += [
+            (
+                absence.machine_id,
+                absence.machine_group,
+                pb.MACHINE_STATE_UNREACHABLE if absence.unreachable else pb.MACHINE_STATE_DISCONNECTED,
+                absence.last_session,
             )
-            machine.connect_time.FromNanoseconds(int(session.connected_at * 1e9))
+            for absence in self._hub.away.values()
+        ]
+        response = pb.ListMachinesResponse()
+        for machine_id, machine_group, state, session in machines:
+            if request.machine_group and machine_group != request.machine_group:
+                continue
+            if not caller.admin and machine_id not in tasks:
+                continue
+            shown = response.machines.add(
+                id=machine_id,
+                machine_group=machine_group,
+                state=state,
+                running_task_ids=sorted(tasks.get(machine_id, ())),
+            )
+            if caller.admin and session is not None:
+                self._add_details(shown, session)
         return response
+
+    def _add_details(self, shown: pb.Machine, session: AgentSession) -> None:
+        capacity = self._scheduler.machine(session.agent_id)
+        shown.hostname = session.hostname
+        shown.slots = session.slots
+        shown.used_slots = capacity.used if capacity else 0
+        shown.load = session.load
+        shown.memory_total_bytes = session.memory_total_bytes
+        shown.memory_used_bytes = session.memory_used_bytes
+        shown.connect_time.FromNanoseconds(int(session.connected_at * 1e9))
+        shown.last_heartbeat_time.FromNanoseconds(int((time.time() - (time.monotonic() - session.last_seen)) * 1e9))
 
     @unary
     async def CreateAgentToken(self, request, context, caller: Caller):
