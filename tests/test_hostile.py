@@ -24,7 +24,7 @@ from programs import SLEEP_60
 from waiting import eventually
 
 import simplane
-from simplane._api.v1 import account_pb2, agent_pb2, machine_group_pb2, storage_pb2, task_pb2
+from simplane._api.v1 import account_pb2, agent_pb2, agent_pb2_grpc, machine_group_pb2, storage_pb2, task_pb2
 
 MODULES = (task_pb2, storage_pb2, account_pb2, machine_group_pb2, agent_pb2)
 METHODS: list[MethodDescriptor] = [
@@ -72,16 +72,23 @@ def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
     admin = cluster.client()
     mallory_key = cluster.create_user("mallory")
     agent_token = cluster.create_agent_token()
+    joined = agent_pb2_grpc.AgentServiceStub(cluster.channel()).Join(
+        agent_pb2.JoinRequest(machine_group="local", hostname="nowhere"), metadata=cluster.metadata(agent_token)
+    )
     running = admin.tasks.submit(SLEEP_60)
     eventually(lambda: running.info().status == simplane.TaskStatus.RUNNING, timeout=30)
     channel = grpc.insecure_channel(
         cluster.address,
         options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
     )
-    bases = valid_bases(running.id)
+    bases = valid_bases(running.id, joined.machine_id)
+
+    def agent_key(method: MethodDescriptor) -> str:
+        """The join token joins; every other agent call takes the machine's own credential."""
+        return agent_token if method.name == "Join" else joined.credential
 
     def key_for(method: MethodDescriptor) -> str:
-        return agent_token if method.containing_service.name == "AgentService" else mallory_key
+        return agent_key(method) if method.containing_service.name == "AgentService" else mallory_key
 
     failures = []
     generator = random.Random(7)
@@ -101,7 +108,7 @@ def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
             if base is not None:
                 request.CopyFrom(base)
             setter(request)
-            key = agent_token if method.containing_service.name == "AgentService" else cluster.api_key
+            key = agent_key(method) if method.containing_service.name == "AgentService" else cluster.api_key
             messages = [request.SerializeToString()]
             if method.client_streaming and base is not None:
                 messages.insert(0, base.SerializeToString())  # the edge value as a later message of the stream
@@ -141,7 +148,7 @@ def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
         ),
     ]
     for method, requests, field in cases:
-        key = agent_token if method is connect else cluster.api_key
+        key = joined.credential if method is connect else cluster.api_key
         code, details = call(channel, method, [r.SerializeToString() for r in requests], key)
         assert (code, details.partition(":")[0]) == (INVALID, field), (method.name, details)
     channel.close()
@@ -159,7 +166,7 @@ def _method(module: object, service: str, name: str) -> MethodDescriptor:
     return module.DESCRIPTOR.services_by_name[service].methods_by_name[name]  # type: ignore[attr-defined]
 
 
-def valid_bases(running_task: str) -> dict[str, Message]:
+def valid_bases(running_task: str, machine_id: str) -> dict[str, Message]:
     """Valid requests to start edge values from, so that each edge value reaches past the other fields' checks."""
     return {
         "simplane.v1.SubmitTaskRequest": task_pb2.SubmitTaskRequest(command=["true"]),
@@ -175,7 +182,7 @@ def valid_bases(running_task: str) -> dict[str, Message]:
             prefix="hostile/", chunk=storage_pb2.FileChunk(path="b", data=b"a", sha256=_SHA256_OF_A)
         ),
         "simplane.v1.ConnectRequest": agent_pb2.ConnectRequest(
-            hello=agent_pb2.AgentHello(agent_id="hostile-agent", machine_group="local", hostname="nowhere", slots=1)
+            hello=agent_pb2.AgentHello(agent_id=machine_id, machine_group="local", hostname="nowhere", slots=1)
         ),
         "simplane.v1.UploadOutputsRequest": agent_pb2.UploadOutputsRequest(task_id=running_task),
         "simplane.v1.DownloadInputsRequest": agent_pb2.DownloadInputsRequest(task_id=running_task),
