@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from simplane.agent.connection import AgentIdentity, FatalConnectError, ServerConnection
+from simplane.agent.sandbox import Sandbox, find_bwrap, unsandboxed_warning
 
 
 def run_agent(
@@ -23,8 +24,12 @@ def run_agent(
     machine_group: str = "local",
     slots: int | None = None,
     work_dir: str | os.PathLike[str] | None = None,
+    hidden: list[str] | None = None,
+    warn_unsandboxed: bool = True,
 ) -> int:
-    """Runs the agent until SIGTERM or SIGINT (exit code 0) or until the server refuses it (exit code 1)."""
+    """Runs the agent until SIGTERM or SIGINT (exit code 0) or until the server refuses it (exit code 1).
+
+    `warn_unsandboxed` is False for the agents of `simplane up`, which says it once for all of them."""
     hostname = socket.gethostname()
     identity = AgentIdentity(
         agent_id=f"{hostname}-{secrets.token_hex(3)}",
@@ -36,10 +41,14 @@ def run_agent(
     directory = (Path(work_dir) if work_dir is not None else _default_work_dir()).absolute()
     try:
         (directory / "tasks").mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)  # tasks read only their own directories
     except OSError as err:
         print(f"simplane agent: cannot use work directory {directory}: {err.strerror}", file=sys.stderr)
         return 1
-    return asyncio.run(_serve(server, token, identity, directory))
+    sandbox = Sandbox(find_bwrap(), [directory, *(Path(path) for path in hidden or ())])
+    if sandbox.bwrap is None and warn_unsandboxed:
+        print(f"simplane agent: {unsandboxed_warning()}", file=sys.stderr, flush=True)
+    return asyncio.run(_serve(server, token, identity, directory, sandbox))
 
 
 def _reap_children_with_pidfds() -> None:
@@ -56,9 +65,9 @@ def _reap_children_with_pidfds() -> None:
     asyncio.set_child_watcher(watcher)
 
 
-async def _serve(server: str, token: str, identity: AgentIdentity, work_dir: Path) -> int:
+async def _serve(server: str, token: str, identity: AgentIdentity, work_dir: Path, sandbox: Sandbox) -> int:
     _reap_children_with_pidfds()
-    connection = ServerConnection(server, token, identity, work_dir)
+    connection = ServerConnection(server, token, identity, work_dir, sandbox)
     stop = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         loop = asyncio.get_running_loop()
@@ -110,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine-group", default="local")
     parser.add_argument("--slots", type=int, help="CPUs' worth of tasks to run at once (default: CPU count)")
     parser.add_argument("--work-dir", help="where task working directories go")
+    parser.add_argument(
+        "--hide",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or directory no task may read (repeatable; the work directory is always hidden); needs bubblewrap",
+    )
     args = parser.parse_args(argv)
     if args.connect_from_stdin:
         args.server, args.token = (sys.stdin.readline().strip() for _ in range(2))
@@ -122,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be at least 1")
     logging.basicConfig(format="simplane agent: %(message)s", level=logging.WARNING)
+    of_up = "SIMPLANE_AGENT_PARENT" in os.environ
     _exit_with_parent()
-    return run_agent(args.server, args.token, args.machine_group, args.slots, args.work_dir)
+    return run_agent(
+        args.server, args.token, args.machine_group, args.slots, args.work_dir, args.hide, warn_unsandboxed=not of_up
+    )
 
 
 def _default_work_dir() -> Path:
