@@ -86,6 +86,7 @@ class Sandbox:
         env = {
             "PATH": task_path(),
             "HOME": str(dirs.home),
+            "PWD": str(dirs.work),
             "TMPDIR": "/tmp" if self.bwrap else str(dirs.tmp),
             "LANG": "C.UTF-8",
             "USER": getpass.getuser(),
