@@ -87,7 +87,7 @@ class Sandbox:
             "PATH": task_path(),
             "HOME": str(dirs.home),
             "PWD": str(dirs.work),
-            "TMPDIR": "/tmp" if self.bwrap else str(dirs.tmp),
+            "TMPDIR": str(dirs.tmp),
             "LANG": "C.UTF-8",
             "USER": getpass.getuser(),
             "LOGNAME": getpass.getuser(),
@@ -120,15 +120,15 @@ class Sandbox:
 
     def _bwrap_arguments(self, dirs: TaskDirs, info_fd: int) -> list[str]:
         assert self.bwrap is not None
-        arguments = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind", str(dirs.tmp)]
-        arguments.append("/tmp")
+        # /tmp stays writable, as for any program of the user (many write there whatever TMPDIR says).
+        arguments = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind", "/tmp", "/tmp"]
         for path in self.hidden:
             # A path that does not exist yet cannot be mounted over; the next task hides it once it does.
             if path.is_dir():
                 arguments += ["--tmpfs", str(path)]
             elif path.exists():
                 arguments += ["--ro-bind", "/dev/null", str(path)]
-        for directory in (dirs.work, dirs.home):
+        for directory in (dirs.work, dirs.home, dirs.tmp):
             arguments += ["--bind", str(directory), str(directory)]
         return [
             *arguments,
