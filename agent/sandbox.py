@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import os
+import pwd
 import re
 import select
 import shutil
@@ -27,6 +27,9 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TASK_UMASK = 0o022
 # In what bubblewrap writes to --info-fd: the pid, outside the sandbox, of the sandbox's first process.
 INFO_WAIT = 0.5
+# A view of the machine every sandbox starts from, and the namespaces and limits it adds (see TaskProcess).
+BASE_VIEW = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
+CONFINEMENT = ("--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--cap-drop", "ALL")
 CHILD_PID = re.compile(rb'"child-pid"\s*:\s*(\d+)')
 
 
@@ -42,7 +45,7 @@ def find_bwrap() -> str | None:
         return None
     try:
         probe = subprocess.run(
-            [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "true"],
+            [bwrap, *BASE_VIEW, *CONFINEMENT, "true"],
             capture_output=True,
             timeout=10,
         )
@@ -51,10 +54,18 @@ def find_bwrap() -> str | None:
     return bwrap if probe.returncode == 0 else None
 
 
+def user_name() -> str:
+    """The name of the user this process runs as (from the user database, not from $USER)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
 def unsandboxed_warning() -> str:
     """The one line said when tasks would run without a sandbox."""
     return (
-        f"warning: bubblewrap (bwrap) is not usable here: tasks run as {getpass.getuser()} with no sandbox and "
+        f"warning: bubblewrap (bwrap) is not usable here: tasks run as {user_name()} with no sandbox and "
         "can read everything that user can (the data dir, the admin key, the agent token, other tasks' files); "
         "install bubblewrap to isolate them (docs/isolation.md)"
     )
@@ -81,6 +92,7 @@ class Sandbox:
         # Paths no task may read: the agent's own work directory (its credential, every task's files) and the
         # paths the agent was told about (the server's data dir and config dir for the agents of `simplane up`).
         self.hidden = [path.absolute() for path in hidden]
+        self.user = user_name()
 
     def environment(self, task_id: str, attempt: int, dirs: TaskDirs, own: dict[str, str]) -> dict[str, str]:
         env = {
@@ -89,8 +101,8 @@ class Sandbox:
             "PWD": str(dirs.work),
             "TMPDIR": str(dirs.tmp),
             "LANG": "C.UTF-8",
-            "USER": getpass.getuser(),
-            "LOGNAME": getpass.getuser(),
+            "USER": self.user,
+            "LOGNAME": self.user,
             "SIMPLANE_TASK_ID": task_id,
             "SIMPLANE_TASK_ATTEMPT": str(attempt),
         }
@@ -121,7 +133,7 @@ class Sandbox:
     def _bwrap_arguments(self, dirs: TaskDirs, info_fd: int) -> list[str]:
         assert self.bwrap is not None
         # /tmp stays writable, as for any program of the user (many write there whatever TMPDIR says).
-        arguments = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind", "/tmp", "/tmp"]
+        arguments = [self.bwrap, *BASE_VIEW, "--bind", "/tmp", "/tmp"]
         for path in self.hidden:
             # A path that does not exist yet cannot be mounted over; the next task hides it once it does.
             if path.is_dir():
@@ -134,12 +146,7 @@ class Sandbox:
             *arguments,
             "--chdir",
             str(dirs.work),
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop",
-            "ALL",
+            *CONFINEMENT,
             "--info-fd",
             str(info_fd),
         ]

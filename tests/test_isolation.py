@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import stat
 import sys
 from pathlib import Path
@@ -52,8 +53,8 @@ def test_a_task_sees_only_its_own_environment(cluster_factory) -> None:
         "PWD": str(Path(home).parent / "work"),
         "TMPDIR": str(Path(home).parent / "tmp"),
         "LANG": "C.UTF-8",
-        "USER": env["USER"],
-        "LOGNAME": env["USER"],
+        "USER": pwd.getpwuid(os.geteuid()).pw_name,
+        "LOGNAME": pwd.getpwuid(os.geteuid()).pw_name,
         "SIMPLANE_TASK_ID": task.id,
         "SIMPLANE_TASK_ATTEMPT": "1",
         "CASE": "c1",
