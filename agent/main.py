@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from simplane.agent.connection import AgentIdentity, FatalConnectError, ServerConnection
-from simplane.agent.sandbox import Sandbox, find_bwrap, unsandboxed_warning
+from simplane.agent.sandbox import Sandbox, TaskUser, find_bwrap, unsandboxed_warning
 
 
 def run_agent(
@@ -45,7 +45,15 @@ def run_agent(
     except OSError as err:
         print(f"simplane agent: cannot use work directory {directory}: {err.strerror}", file=sys.stderr)
         return 1
-    sandbox = Sandbox(find_bwrap(), [directory, *(Path(path) for path in hidden or ())])
+    bwrap = find_bwrap()
+    task_user = None
+    if user_name := os.environ.get("SIMPLANE_TASK_USER"):
+        try:
+            task_user = TaskUser.named(user_name, bwrap)
+        except ValueError as err:
+            print(f"simplane agent: {err}", file=sys.stderr)
+            return 1
+    sandbox = Sandbox(bwrap, [directory, *(Path(path) for path in hidden or ())], task_user)
     if sandbox.bwrap is None and warn_unsandboxed:
         print(f"simplane agent: {unsandboxed_warning()}", file=sys.stderr, flush=True)
     return asyncio.run(_serve(server, token, identity, directory, sandbox))

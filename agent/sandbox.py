@@ -14,6 +14,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -72,6 +73,49 @@ def unsandboxed_warning() -> str:
 
 
 @dataclass(frozen=True)
+class TaskUser:
+    """The unprivileged user a root agent runs its tasks as (SIMPLANE_TASK_USER), and setpriv to become it."""
+
+    name: str
+    uid: int
+    gid: int
+    setpriv: str
+
+    @classmethod
+    def named(cls, name: str, bwrap: str | None) -> TaskUser:
+        """Raises ValueError saying why tasks cannot run as `name` here."""
+        if os.geteuid() != 0:
+            raise ValueError("SIMPLANE_TASK_USER needs an agent running as root")
+        if bwrap is None:
+            raise ValueError("SIMPLANE_TASK_USER needs bubblewrap (bwrap)")
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise ValueError("SIMPLANE_TASK_USER needs setpriv (util-linux)")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise ValueError(f"SIMPLANE_TASK_USER: no user {name!r}") from None
+        if entry.pw_uid == 0:
+            raise ValueError(f"SIMPLANE_TASK_USER: {name!r} is root")
+        return cls(name, entry.pw_uid, entry.pw_gid, setpriv)
+
+    def can_enter(self, directory: Path) -> bool:
+        info = directory.stat()
+        if info.st_uid == self.uid:
+            return bool(info.st_mode & stat.S_IXUSR)
+        if info.st_gid == self.gid:
+            return bool(info.st_mode & stat.S_IXGRP)
+        return bool(info.st_mode & stat.S_IXOTH)
+
+    def give(self, directory: Path) -> None:
+        """Makes `directory` and everything in it the task user's."""
+        os.chown(directory, self.uid, self.gid)
+        for parent, names, files in os.walk(directory):
+            for name in (*names, *files):
+                os.chown(os.path.join(parent, name), self.uid, self.gid, follow_symlinks=False)
+
+
+@dataclass(frozen=True)
 class TaskDirs:
     """A task's own directories: `work` (its working directory, uploaded as outputs), `home` and `tmp`."""
 
@@ -87,12 +131,13 @@ class TaskDirs:
 class Sandbox:
     """Starts task processes: with bubblewrap when `bwrap` is given, else as plain child processes."""
 
-    def __init__(self, bwrap: str | None, hidden: list[Path]) -> None:
+    def __init__(self, bwrap: str | None, hidden: list[Path], task_user: TaskUser | None = None) -> None:
         self.bwrap = bwrap
         # Paths no task may read: the agent's own work directory (its credential, every task's files) and the
         # paths the agent was told about (the server's data dir and config dir for the agents of `simplane up`).
         self.hidden = [path.absolute() for path in hidden]
-        self.user = user_name()
+        self.task_user = task_user
+        self.user = task_user.name if task_user is not None else user_name()
 
     def environment(self, task_id: str, attempt: int, dirs: TaskDirs, own: dict[str, str]) -> dict[str, str]:
         env = {
@@ -117,6 +162,9 @@ class Sandbox:
             process = await _spawn(command, env, dirs.work)
             return TaskProcess(process, None)
         _check_runnable(command[0], env.get("PATH", ""), dirs.work)
+        if self.task_user is not None:
+            for directory in (dirs.work, dirs.home, dirs.tmp):
+                await asyncio.to_thread(self.task_user.give, directory)
         info_read, info_write = os.pipe()
         try:
             process = await _spawn(
@@ -134,22 +182,35 @@ class Sandbox:
         assert self.bwrap is not None
         # /tmp stays writable, as for any program of the user (many write there whatever TMPDIR says).
         arguments = [self.bwrap, *BASE_VIEW, "--bind", "/tmp", "/tmp"]
+        # The task user must reach its directories: the outermost folder on their way that it may not enter is
+        # replaced by an empty one (it could read nothing in there anyway), in which the way is made passable.
+        closed = None
+        if self.task_user is not None:
+            closed = next((p for p in reversed(dirs.work.parents) if not self.task_user.can_enter(p)), None)
+        if closed is not None:
+            arguments += ["--tmpfs", str(closed)]
         for path in self.hidden:
             # A path that does not exist yet cannot be mounted over; the next task hides it once it does.
             if path.is_dir():
                 arguments += ["--tmpfs", str(path)]
             elif path.exists():
                 arguments += ["--ro-bind", "/dev/null", str(path)]
+        if closed is not None:
+            for way in reversed(dirs.work.parents[: dirs.work.parents.index(closed)]):
+                arguments += ["--perms", "0711", "--dir", str(way)]
         for directory in (dirs.work, dirs.home, dirs.tmp):
             arguments += ["--bind", str(directory), str(directory)]
-        return [
-            *arguments,
-            "--chdir",
-            str(dirs.work),
-            *CONFINEMENT,
-            "--info-fd",
-            str(info_fd),
-        ]
+        arguments += ["--chdir", str(dirs.work), *CONFINEMENT, "--info-fd", str(info_fd)]
+        if self.task_user is not None:
+            user = self.task_user
+            # bwrap (run as root) builds the view and enters the task user's working directory, then setpriv
+            # becomes the task user, which clears these capabilities; bwrap's no_new_privs keeps setuid programs
+            # from making it root again.
+            for capability in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH"):
+                arguments += ["--cap-add", capability]
+            arguments += ["--", user.setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
+            arguments += ["--inh-caps=-all", "--bounding-set=-all"]
+        return arguments
 
 
 class TaskProcess:

@@ -134,3 +134,27 @@ def test_the_data_dir_is_private_to_the_servers_user(cluster, tmp_path) -> None:
     inputs = next(file.path for file in client.storage.list() if file.path.endswith("/mesh.txt"))
     client.storage.download(inputs.removesuffix("mesh.txt"), str(tmp_path / "back"))
     assert (mode(tmp_path / "back" / "mesh.txt"), mode(tmp_path / "back" / "run.sh")) == (0o644, 0o755)
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root agent runs tasks as another user")
+def test_a_root_agent_runs_tasks_as_the_task_user(cluster_factory, tmp_path) -> None:
+    cluster = cluster_factory(env={"SIMPLANE_TASK_USER": "nobody"})
+    script = (
+        "id -u\n"
+        "grep -E '^Cap(Eff|Bnd)' /proc/self/status\n"
+        "echo made > out.txt\n"
+        "if cat /etc/shadow > /dev/null 2>&1; then echo shadow-read; else echo shadow-refused; fi\n"
+        'touch "$HOME/x" "$TMPDIR/x" && echo own-dirs-writable\n'
+    )
+    task = cluster.client().tasks.submit(["sh", "-c", script])
+    assert task.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED, [line.text for line in task.logs()]
+    assert [line.text for line in task.logs()] == [
+        str(pwd.getpwnam("nobody").pw_uid),
+        "CapEff:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "shadow-refused",
+        "own-dirs-writable",
+    ]
+    task.download_outputs(tmp_path / "outputs")
+    assert (tmp_path / "outputs" / "out.txt").read_text() == "made\n"
