@@ -26,11 +26,12 @@ from pathlib import Path
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Files a task creates are readable by others, as in a login shell; its directories are not (0700).
 TASK_UMASK = 0o022
-# In what bubblewrap writes to --info-fd: the pid, outside the sandbox, of the sandbox's first process.
-INFO_WAIT = 0.5
 # A view of the machine every sandbox starts from, and the namespaces and limits it adds (see TaskProcess).
 BASE_VIEW = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
 CONFINEMENT = ("--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session", "--cap-drop", "ALL")
+# How long a kill in a sandbox's first moments waits for bwrap to say where the sandbox is.
+INFO_WAIT = 0.5
+# In what bubblewrap writes to --info-fd: the pid, outside the sandbox, of the sandbox's first process.
 CHILD_PID = re.compile(rb'"child-pid"\s*:\s*(\d+)')
 
 
