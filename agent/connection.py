@@ -16,6 +16,7 @@ from simplane.agent import machine_stats
 from simplane.agent.backoff import Backoff
 from simplane.agent.held_tasks import HeldTasks
 from simplane.agent.machine_identity import REFUSED
+from simplane.agent.sandbox import Sandbox
 from simplane.agent.task_files import list_files, read_file
 from simplane.agent.transfers import Transfers
 
@@ -72,14 +73,14 @@ class ServerConnection:
     and each new stream resends what the server has not stored.
     """
 
-    def __init__(self, server: str, credential: str, identity: AgentIdentity, work_dir: Path) -> None:
+    def __init__(self, server: str, credential: str, identity: AgentIdentity, work_dir: Path, sandbox: Sandbox) -> None:
         self._server = server
         self._identity = identity
         self._metadata = (("authorization", f"Bearer {credential}"),)
         self._channel = grpc.aio.insecure_channel(server, options=CHANNEL_OPTIONS)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
         self._wake = asyncio.Event()
-        self.held = HeldTasks(work_dir, Transfers(self._stub, self._metadata), on_unsent=self._wake.set)
+        self.held = HeldTasks(work_dir, Transfers(self._stub, self._metadata), sandbox, on_unsent=self._wake.set)
 
     async def run(self) -> None:
         """Connects and reconnects until cancelled; raises FatalConnectError when the server refuses us."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from simplane._api.v1 import agent_pb2
 from simplane.agent.runner import TaskRun
+from simplane.agent.sandbox import Sandbox
 from simplane.agent.transfers import Transfers
 
 
@@ -16,9 +17,10 @@ class HeldTasks:
     """Starts assigned tasks, routes kills and acknowledgements to them, and hands their unsent messages
     to the connection, one task at a time in turn so that a chatty task cannot hold back the others."""
 
-    def __init__(self, work_dir: Path, transfers: Transfers, on_unsent: Callable[[], None]) -> None:
+    def __init__(self, work_dir: Path, transfers: Transfers, sandbox: Sandbox, on_unsent: Callable[[], None]) -> None:
         self._tasks_dir = work_dir / "tasks"
         self._transfers = transfers
+        self._sandbox = sandbox
         self._on_unsent = on_unsent
         self._runs: dict[str, TaskRun] = {}
         # Task ids with unsent messages, in the order they are served (a dict as an ordered set).
@@ -41,7 +43,7 @@ class HeldTasks:
                 return
             await self._drop(current)
         task_dir = self._tasks_dir / f"{assignment.task_id}-{assignment.attempt}"
-        self._runs[assignment.task_id] = TaskRun(assignment, task_dir, self._transfers, self._changed)
+        self._runs[assignment.task_id] = TaskRun(assignment, task_dir, self._transfers, self._sandbox, self._changed)
 
     def kill(self, kill: agent_pb2.TaskKill) -> None:
         run = self._runs.get(kill.task_id)

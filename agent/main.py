@@ -18,6 +18,7 @@ import grpc
 from simplane.agent import machine_identity
 from simplane.agent.connection import CHANNEL_OPTIONS, AgentIdentity, FatalConnectError, ServerConnection
 from simplane.agent.machine_identity import MachineIdentity, MachineIdentityError
+from simplane.agent.sandbox import Sandbox, TaskUser, find_bwrap, unsandboxed_warning
 
 
 def run_agent(
@@ -26,15 +27,19 @@ def run_agent(
     machine_group: str = "local",
     slots: int | None = None,
     work_dir: str | os.PathLike[str] | None = None,
+    hidden: list[str] | None = None,
+    warn_unsandboxed: bool = True,
 ) -> int:
     """Runs the agent until SIGTERM or SIGINT (exit code 0) or until the server refuses it (exit code 1).
 
     The first run joins the machine group with `token`; later runs are the same machine, with the credential
-    stored in the work directory, and need no token.
+    stored in the work directory, and need no token. Tasks never see the work directory beyond their own, nor
+    the `hidden` paths. `warn_unsandboxed` is False for the agents of `simplane up`, which says it once for all.
     """
     directory = (Path(work_dir) if work_dir is not None else _default_work_dir()).absolute()
     try:
         (directory / "tasks").mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)  # tasks read only their own directories
         stored = machine_identity.load(directory)
     except OSError as err:
         print(f"simplane agent: cannot use work directory {directory}: {err.strerror}", file=sys.stderr)
@@ -52,7 +57,19 @@ def run_agent(
     if stored is None and not token:
         print("simplane agent: joining needs an agent token (--token or SIMPLANE_AGENT_TOKEN)", file=sys.stderr)
         return 1
-    return asyncio.run(_serve(server, token or "", stored, machine_group, slots or os.cpu_count() or 1, directory))
+    bwrap = find_bwrap()
+    task_user = None
+    if user_name := os.environ.get("SIMPLANE_TASK_USER"):
+        try:
+            task_user = TaskUser.named(user_name, bwrap)
+        except ValueError as err:
+            print(f"simplane agent: {err}", file=sys.stderr)
+            return 1
+    sandbox = Sandbox(bwrap, [directory, *(Path(path) for path in hidden or ())], task_user)
+    if sandbox.bwrap is None and warn_unsandboxed:
+        print(f"simplane agent: {unsandboxed_warning()}", file=sys.stderr, flush=True)
+    slots = slots or os.cpu_count() or 1
+    return asyncio.run(_serve(server, token or "", stored, machine_group, slots, directory, sandbox))
 
 
 def _reap_children_with_pidfds() -> None:
@@ -70,7 +87,13 @@ def _reap_children_with_pidfds() -> None:
 
 
 async def _serve(
-    server: str, token: str, stored: MachineIdentity | None, machine_group: str, slots: int, work_dir: Path
+    server: str,
+    token: str,
+    stored: MachineIdentity | None,
+    machine_group: str,
+    slots: int,
+    work_dir: Path,
+    sandbox: Sandbox,
 ) -> int:
     _reap_children_with_pidfds()
     stop = asyncio.Event()
@@ -78,7 +101,7 @@ async def _serve(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(_run(server, token, stored, machine_group, slots, work_dir))
+    running = asyncio.create_task(_run(server, token, stored, machine_group, slots, work_dir, sandbox))
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
@@ -106,7 +129,13 @@ async def _serve(
 
 
 async def _run(
-    server: str, token: str, stored: MachineIdentity | None, machine_group: str, slots: int, work_dir: Path
+    server: str,
+    token: str,
+    stored: MachineIdentity | None,
+    machine_group: str,
+    slots: int,
+    work_dir: Path,
+    sandbox: Sandbox,
 ) -> None:
     """Joins unless the machine has already, then keeps connected until cancelled (which kills its tasks)."""
     hostname = socket.gethostname()
@@ -118,7 +147,7 @@ async def _run(
     agent = AgentIdentity(
         agent_id=identity.machine_id, machine_group=machine_group, hostname=hostname, slots=slots, version=_version()
     )
-    connection = ServerConnection(server, identity.credential, agent, work_dir)
+    connection = ServerConnection(server, identity.credential, agent, work_dir, sandbox)
     try:
         await connection.run()
     finally:
@@ -156,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--machine-group", default="local")
     parser.add_argument("--slots", type=int, help="CPUs' worth of tasks to run at once (default: CPU count)")
     parser.add_argument("--work-dir", help="where task working directories go")
+    parser.add_argument(
+        "--hide",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file or directory no task may read (repeatable; the work directory is always hidden); needs bubblewrap",
+    )
     args = parser.parse_args(argv)
     if args.connect_from_stdin:
         args.server, args.token = (sys.stdin.readline().strip() for _ in range(2))
@@ -166,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.slots is not None and args.slots < 1:
         parser.error("--slots must be at least 1")
     logging.basicConfig(format="simplane agent: %(message)s", level=logging.WARNING)
+    of_up = "SIMPLANE_AGENT_PARENT" in os.environ
     _exit_with_parent()
-    return run_agent(args.server, args.token, args.machine_group, args.slots, args.work_dir)
+    return run_agent(
+        args.server, args.token, args.machine_group, args.slots, args.work_dir, args.hide, warn_unsandboxed=not of_up
+    )
 
 
 def _default_work_dir() -> Path:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
-import os
 import shutil
 import signal
 import time
@@ -17,6 +15,7 @@ from typing import NamedTuple
 from simplane._api.v1 import agent_pb2, task_pb2
 from simplane.agent.backoff import Backoff
 from simplane.agent.output_spool import MAX_CHUNK, OutputSpool
+from simplane.agent.sandbox import Sandbox, TaskDirs, TaskProcess
 from simplane.agent.task_files import timestamp_ns
 from simplane.agent.transfers import StagedInputs, TransferError, Transfers, UploadedOutputs
 
@@ -30,8 +29,6 @@ DEFAULT_GRACE_PERIOD = 10.0
 # refusing, as when its disk is full), is sent again from what the server acknowledged.
 RESEND_AFTER = 1.0
 RESEND_AFTER_MAX = 5.0
-# Kept out of the tasks' environment: a task must not be able to act as its agent.
-_AGENT_ONLY_ENV = ("SIMPLANE_AGENT_TOKEN",)
 
 Status = task_pb2.TaskStatus
 STDOUT = task_pb2.LOG_STREAM_STDOUT
@@ -61,24 +58,27 @@ class TaskRun:
         assignment: agent_pb2.TaskAssignment,
         task_dir: Path,
         transfers: Transfers,
+        sandbox: Sandbox,
         on_change: Callable[[TaskRun], None],
     ) -> None:
         self.task_id = assignment.task_id
         self.attempt = assignment.attempt
         self.task_dir = task_dir
-        self.work_dir = task_dir / "work"
+        self._dirs = TaskDirs.under(task_dir)
+        self.work_dir = self._dirs.work
         self.process_ended = asyncio.Event()
         # True once the terminal update is recorded.
         self.finished = False
         self._assignment = assignment
         self._transfers = transfers
+        self._sandbox = sandbox
         self._on_change = on_change
         self._spools = {STDOUT: OutputSpool(task_dir / "stdout"), STDERR: OutputSpool(task_dir / "stderr")}
         self._updates: list[_PendingUpdate] = []
         self._seq = 0
         self._sent_seq = 0
         self._kill: agent_pb2.TaskKill | None = None
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: TaskProcess | None = None
         self._preparing: asyncio.Task | None = None
         self._force_kill: asyncio.TimerHandle | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -186,8 +186,8 @@ class TaskRun:
         """Ends the run without reporting: SIGKILL to its process group. Used when the task is dropped."""
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-        if self._process is not None and self._process.returncode is None:
-            await self._process.wait()
+        if self._process is not None and self._process.process.returncode is None:
+            await self._process.process.wait()
 
     def close(self) -> None:
         for timer in (self._flush_timer, self._resend_timer):
@@ -225,8 +225,10 @@ class TaskRun:
         finally:
             if self._force_kill is not None:
                 self._force_kill.cancel()
-            if self._process is not None and self._process.returncode is None:
-                self._signal_group(signal.SIGKILL)
+            if self._process is not None:
+                if self._process.process.returncode is None:
+                    self._signal_group(signal.SIGKILL)
+                self._process.close()
             self.process_ended.set()
 
     async def _prepare(self) -> asyncio.subprocess.Process:
@@ -239,25 +241,16 @@ class TaskRun:
         command = list(self._assignment.command)
         if not command:
             raise _StartError("empty command")
-        env = {k: v for k, v in os.environ.items() if k not in _AGENT_ONLY_ENV}
-        env.update(self._assignment.env)
+        env = self._sandbox.environment(self.task_id, self.attempt, self._dirs, dict(self._assignment.env))
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=self.work_dir,
-                env=env,
-                start_new_session=True,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            self._process = await self._sandbox.start(command, env, self._dirs)
         except FileNotFoundError as err:
             raise _StartError(f"command not found: {command[0]}") from err
         except PermissionError as err:
             raise _StartError(f"permission denied: {command[0]}") from err
         except OSError as err:
             raise _StartError(f"cannot start {command[0]}: {err.strerror or err}") from err
-        return self._process
+        return self._process.process
 
     async def _supervise(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None and process.stderr is not None
@@ -317,10 +310,8 @@ class TaskRun:
         self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: signal.Signals) -> None:
-        if self._process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, sig)
+        if self._process is not None:
+            self._process.signal(sig)
 
     # Updates.
 

@@ -27,6 +27,8 @@ from simplane.server.store.models import StoredFileRow
 
 CHUNK = 1024 * 1024
 FRAME = 256 * 1024  # the most sent in one TailLogs frame, well under gRPC's default 4 MiB message limit
+# Stored files are the server's user's alone; the mode they were uploaded with is kept in the database.
+STORED_FILE_MODE = 0o600
 
 
 def check_path(field: str, path: str, *, prefix: bool = False) -> str:
@@ -86,7 +88,7 @@ class FileStore:
                 if chunk.sha256:
                     size = await asyncio.to_thread(current.finish, chunk.sha256)
                     self._space.wrote()
-                    await self._database.run(_record, owner, current.relative, size, chunk.sha256)
+                    await self._database.run(_record, owner, current.relative, size, chunk.sha256, current.mode)
                     files += 1
                     total += size
                     current = None
@@ -121,7 +123,6 @@ class FileStore:
             path = root / stored.path
             relative = stored.path[len(strip) :]
             with open(path, "rb") as handle:
-                mode = os.fstat(handle.fileno()).st_mode & 0o777
                 offset = 0
                 while True:
                     data = await asyncio.to_thread(handle.read, CHUNK)
@@ -130,7 +131,7 @@ class FileStore:
                         path=relative,
                         offset=offset,
                         data=data,
-                        mode=mode if offset == 0 else 0,
+                        mode=stored.mode if offset == 0 else 0,
                         sha256=stored.sha256 if last else "",
                     )
                     offset += len(data)
@@ -182,7 +183,7 @@ class _Incoming:
         fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".upload-")
         self.temp = Path(name)
         self.handle = os.fdopen(fd, "wb")
-        self.mode = mode or 0o644
+        self.mode = (mode or 0o644) & 0o777
         self.size = 0
         self.digest = hashlib.sha256()
 
@@ -200,7 +201,7 @@ class _Incoming:
         if self.digest.hexdigest() != sha256.lower():
             self.temp.unlink(missing_ok=True)
             raise errors.InvalidArgument("chunk.sha256", f"file {self.path!r}: checksum mismatch")
-        os.chmod(self.temp, self.mode & 0o777)
+        os.chmod(self.temp, STORED_FILE_MODE)
         os.replace(self.temp, self.target)
         return self.size
 
@@ -210,13 +211,13 @@ class _Incoming:
         self.temp.unlink(missing_ok=True)
 
 
-def _record(session, owner: str, path: str, size: int, sha256: str) -> None:  # type: ignore[no-untyped-def]
-    values = {"owner": owner, "path": path, "size": size, "sha256": sha256, "created_at": time.time()}
+def _record(session, owner: str, path: str, size: int, sha256: str, mode: int) -> None:  # type: ignore[no-untyped-def]
+    values = {"owner": owner, "path": path, "size": size, "sha256": sha256, "created_at": time.time(), "mode": mode}
     # The database's own upsert; its dialect module is imported here, where it is used, to keep start-up short.
     dialect = importlib.import_module(f"sqlalchemy.dialects.{session.bind.dialect.name}")
     statement = dialect.insert(StoredFileRow).values(**values)
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=["owner", "path"], set_={k: values[k] for k in ("size", "sha256", "created_at")}
+            index_elements=["owner", "path"], set_={k: values[k] for k in ("size", "sha256", "created_at", "mode")}
         )
     )

@@ -226,6 +226,27 @@ class TaskRegistry:
         await self._stop(task, task_states.KILLED, "killed by user", DEFAULT_GRACE if grace is None else grace)
         return task.to_proto()
 
+    async def stop_group(self, machine_group: str, reason: str, *, grace: float, timeout: float) -> int:
+        """Kills every task on the group's machines as KILLED with `reason`, and waits at most `timeout` for their
+        ends (after their output and outputs) to be stored; returns how many did not end in time. The machines
+        take no new task meanwhile: queued tasks stay queued."""
+        for session in self._hub.sessions.values():
+            if session.machine_group == machine_group:
+                self._scheduler.remove_machine(session.agent_id)
+        stopping = [
+            t for t in self.active.values() if t.machine_group == machine_group and t.status in task_states.ON_MACHINE
+        ]
+        for task in stopping:
+            await self._stop(task, task_states.KILLED, reason, grace)
+        if not stopping:
+            return 0
+        _done, pending = await asyncio.wait(
+            [asyncio.ensure_future(self.ended(t.id)) for t in stopping], timeout=timeout
+        )
+        for waiter in pending:
+            waiter.cancel()
+        return len(pending)
+
     async def _stop(self, task: TaskRecord, status: int, reason: str, grace: float) -> None:
         if task.id not in self.active or task.terminal:
             return

@@ -16,12 +16,20 @@ from pathlib import Path
 from typing import TypeVar
 
 from simplane._config import config_path
+from simplane.agent.sandbox import find_bwrap, unsandboxed_warning
 from simplane.server.errors import DomainError
 
 T = TypeVar("T", int, float)
 ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", re.IGNORECASE)
 ADMIN = "admin"
 AGENT_START_TIMEOUT = 15.0
+# Stopping `up` ends the local agents' tasks: SIGTERM, SIGKILL after this grace, and then at most STOP_WAIT for
+# their ends and outputs to be stored.
+STOP_REASON = "server stopped"
+STOP_GRACE = 2.0
+STOP_WAIT = 10.0
+# Everything `up` and the server create (database, logs, stored files, tokens) is for the user running it alone.
+PRIVATE_UMASK = 0o077
 
 
 @dataclass
@@ -114,11 +122,15 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
     machine_lost_after = _number_from_env("SIMPLANE_MACHINE_LOST_AFTER", 600.0, float)
     max_active_tasks = _number_from_env("SIMPLANE_MAX_ACTIVE_TASKS", 10_000, int)
     data_dir = options.data_dir.expanduser().resolve()
+    os.umask(PRIVATE_UMASK)
     data_dir.mkdir(parents=True, exist_ok=True)
+    _make_private(data_dir)
+    hidden = [data_dir, config_path().parent]
     # The agents start first, so that their start-up overlaps the server's imports; they learn the server's
     # address and their token on stdin once it listens.
     agent_dirs = [data_dir / "agents" / str(number) for number in range(options.agents)]
-    agents = [await _start_agent(work_dir) for work_dir in agent_dirs]
+    agents = [await _start_agent(work_dir, hidden) for work_dir in agent_dirs]
+    sandbox_probe = asyncio.create_task(asyncio.to_thread(find_bwrap)) if agents else None
     try:
         # gRPC's C core would add its own lines to the one-line errors of `up` (a port in use); every failure
         # that matters is reported from Python. Set here, after the agents took their environment.
@@ -159,6 +171,8 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
                 await _hand_over(process, grpc_address, agent_token)
             if not await app.hub.wait_for_agents("local", options.agents, AGENT_START_TIMEOUT):
                 print("warning: not every local agent connected in time", file=sys.stderr)
+            if sandbox_probe is not None and await sandbox_probe is None:
+                print(unsandboxed_warning(), file=sys.stderr)
             http_host_shown = f"[{http_host}]" if ":" in http_host else http_host
             print(
                 f"simplane is up: grpc={grpc_address} console=http://{http_host_shown}:{http_port}/ "
@@ -166,6 +180,7 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
                 flush=True,
             )
             await stop.wait()
+            await _end_local_tasks(app)
         finally:
             await _stop_agents(agents)  # before the server, so that they never see it go away
             await site.stop()
@@ -239,10 +254,28 @@ def _write_config(path: Path, address: str, key: str) -> None:
     temporary.replace(path)
 
 
-async def _start_agent(work_dir: Path) -> asyncio.subprocess.Process:
-    """A local agent that waits for the server's address and its token on stdin (see `_hand_over`)."""
+def _make_private(data_dir: Path) -> None:
+    """The data dir 0700 and the SQLite files 0600, also in a data dir made before `up` set its umask."""
+    data_dir.chmod(0o700)
+    for name in ("simplane.db", "simplane.db-wal", "simplane.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / name).chmod(0o600)
+
+
+async def _end_local_tasks(app) -> None:  # type: ignore[no-untyped-def]
+    """Ends the tasks running on the local agents as KILLED, "server stopped", with their output and outputs
+    stored, before the agents go; queued tasks stay queued and run after the next start."""
+    left = await app.tasks.stop_group("local", STOP_REASON, grace=STOP_GRACE, timeout=STOP_WAIT)
+    if left:
+        print(f"warning: {left} local task(s) did not end within {STOP_WAIT:g}s of stopping", file=sys.stderr)
+
+
+async def _start_agent(work_dir: Path, hidden: list[Path]) -> asyncio.subprocess.Process:
+    """A local agent that waits for the server's address and its token on stdin (see `_hand_over`); its tasks
+    cannot read `hidden` (the data dir and the config dir)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SIMPLANE_AGENT_PARENT": str(os.getpid())}
+    hide = [argument for path in hidden for argument in ("--hide", str(path))]
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -252,6 +285,7 @@ async def _start_agent(work_dir: Path) -> asyncio.subprocess.Process:
         "local",
         "--work-dir",
         str(work_dir),
+        *hide,
         env=env,
         stdin=asyncio.subprocess.PIPE,
     )

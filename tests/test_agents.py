@@ -6,6 +6,7 @@ from __future__ import annotations
 from cluster import alive, descendants
 from collector import BackgroundCollector
 from programs import SLEEP_60, numbered_lines, python
+from task_pids import host_process
 from tcp_proxy import TcpProxy
 from waiting import eventually
 
@@ -139,7 +140,7 @@ def test_a_task_lost_while_its_agent_was_cut_off_is_stopped_when_the_agent_retur
         client = cluster.client()  # straight to the server, not through the proxy
         task = client.tasks.submit(python("import os, time\nprint(os.getpid(), flush=True)\ntime.sleep(60)"))
         pid = int(eventually(lambda: next((line.text for line in task.logs(stream="stdout")), None), timeout=30))
-        process = next(child for child in descendants([agent.process.pid]) if child[0] == pid)
+        process = host_process([agent.process.pid], pid)
 
         proxy.cut()
         assert task.wait(timeout=10) == simplane.TaskStatus.LOST

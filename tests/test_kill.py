@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 
+from cluster import alive
 from google.protobuf.duration_pb2 import Duration
 from programs import SLEEP_60, python
+from task_pids import host_process
 from waiting import eventually
 
 import simplane
@@ -20,14 +21,6 @@ def running(task) -> None:
 def first_line(task) -> str:
     """The task's first stdout line, once it has printed one."""
     return eventually(lambda: next((line.text for line in task.logs(stream="stdout")), None), timeout=30)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_kill_a_running_task(cluster) -> None:
@@ -44,10 +37,10 @@ def test_kill_a_running_task(cluster) -> None:
 
 def test_kill_reaches_the_whole_process_group(cluster) -> None:
     task = cluster.client().tasks.submit(["sh", "-c", "sleep 60 & echo $!; wait"])
-    child = int(first_line(task))
+    child = host_process([cluster.server_pid], int(first_line(task)))
     task.kill()
     assert task.wait(timeout=20) == simplane.TaskStatus.KILLED
-    eventually(lambda: gone(child), timeout=10)
+    eventually(lambda: not alive(child), timeout=10)
 
 
 def test_a_task_ignoring_sigterm_is_sigkilled_after_the_grace_period(cluster) -> None:
@@ -58,7 +51,7 @@ def test_a_task_ignoring_sigterm_is_sigkilled_after_the_grace_period(cluster) ->
         "time.sleep(60)\n"
     )
     task = cluster.client().tasks.submit(stubborn)
-    pid = int(first_line(task))
+    process = host_process([cluster.server_pid], int(first_line(task)))
     stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
     started = time.monotonic()
     stub.KillTask(
@@ -68,7 +61,7 @@ def test_a_task_ignoring_sigterm_is_sigkilled_after_the_grace_period(cluster) ->
     )
     assert task.wait(timeout=20) == simplane.TaskStatus.KILLED
     assert 1 <= time.monotonic() - started < 10
-    eventually(lambda: gone(pid), timeout=10)
+    eventually(lambda: not alive(process), timeout=10)
 
 
 def test_kill_a_queued_task(cluster_factory) -> None:

@@ -100,3 +100,5 @@ class StoredFileRow(SQLModel, table=True):
     size: int = Field(sa_type=BigInteger)
     sha256: str
     created_at: float
+    # The permission bits the file was uploaded with, given back on download; on disk every stored file is 0600.
+    mode: int = Field(default=0o644, sa_column_kwargs={"server_default": "420"})
