@@ -148,6 +148,7 @@ def _describe(info: simplane.TaskInfo, now: datetime) -> Text:
         ("Owner", info.owner),
         ("Status", status),
         ("Error", info.error),
+        ("Warning", info.warning),
         ("Command", shlex.join(info.command)),
         ("Group", info.machine_group),
         ("Machine", info.machine_id),

@@ -187,6 +187,8 @@ class TaskInfo(_Record):
     history: list[StatusTransition]
     metrics: TaskMetrics
     revision: int
+    # What holds the active task back now (its machine is unreachable, the server's disk is full); "" if nothing.
+    warning: str
     raw: task_pb2.Task = dataclasses.field(repr=False, compare=False)
 
     @classmethod
@@ -212,6 +214,7 @@ class TaskInfo(_Record):
             history=[StatusTransition.from_proto(item) for item in message.history],
             metrics=TaskMetrics.from_proto(message.metrics),
             revision=message.revision,
+            warning=message.warning,
             raw=message,
         )
 

@@ -91,6 +91,11 @@ function TaskView({ task, connection, error }: { task: Task; connection: Connect
           {task.error}
         </p>
       )}
+      {!ended && task.warning && (
+        <p class="warning" data-testid="task-warning">
+          ⚠ {task.warning}
+        </p>
+      )}
       <Metrics task={task} now={now} />
       <h2>Status timeline</h2>
       <Timeline task={task} now={now} />
