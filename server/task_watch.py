@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from sqlalchemy import func, select
@@ -75,20 +74,19 @@ class TaskWatch:
                             break
                         for change in changes:
                             if accepts(change.task):
-                                yield _change(change.revision, change.task)
+                                yield change.event
                         last = changes[-1].revision
                     last = max(last, upto)
-                try:
-                    change = await asyncio.wait_for(subscription.queue.get(), self._heartbeat)
-                except TimeoutError:
-                    if subscription.queue.empty() and not subscription.overflowed:
+                if not await subscription.wait(self._heartbeat):
+                    if not subscription.pending and not subscription.overflowed:
                         last = max(last, self._events.head)  # everything up to head that matches was sent
                     yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_HEARTBEAT, revision=last)
                     continue
-                if change.revision <= last:
-                    continue
-                yield _change(change.revision, change.task)
-                last = change.revision
+                while subscription.pending and not subscription.overflowed:
+                    change = subscription.pending.popleft()
+                    if change.revision > last:
+                        yield change.event  # one message per change, shared by every watcher
+                        last = change.revision
         finally:
             self._events.unsubscribe(subscription)
 
@@ -119,10 +117,6 @@ def _matches(task: task_pb2.Task, request: task_pb2.WatchTasksRequest) -> bool:
     return (not request.project or task.project == request.project) and (
         not request.machine_group or task.machine_group == request.machine_group
     )
-
-
-def _change(revision: int, task: task_pb2.Task) -> task_pb2.WatchTasksResponse:
-    return task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_CHANGE, revision=revision, task=task)
 
 
 def _snapshot(session, owner: str, request: task_pb2.WatchTasksRequest):  # type: ignore[no-untyped-def]
