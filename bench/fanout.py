@@ -135,17 +135,17 @@ async def _worker(kind: str, address: str, api_key: str, count: int, task_id: st
         for watch in late:
             watch.cancel()
         await asyncio.gather(*watches, return_exceptions=True)
-    print(json.dumps(results), flush=True)
+    print(json.dumps({"streams": results, "cpu_seconds": time.process_time()}), flush=True)
 
 
 class Workers:
     """Load processes running `_worker`, spread evenly over `total` streams."""
 
-    def __init__(self, processes: int, total: int, *args: str) -> None:
+    def __init__(self, processes: int, nice: int, total: int, *args: str) -> None:
         shares = [total // processes + (i < total % processes) for i in range(processes)]
         self.processes = [
             subprocess.Popen(
-                [sys.executable, __file__, "--worker", args[0], args[1], args[2], str(share), *args[3:]],
+                ["nice", "-n", str(nice), sys.executable, __file__, "--worker", *args[:3], str(share), *args[3:]],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -167,11 +167,14 @@ class Workers:
     def results(self, task_ids: list[str] | None = None) -> list[dict]:
         """What each stream saw; a watch stops once it saw every one of task_ids end (or after a minute)."""
         found = []
+        self.cpu_seconds = 0.0
         for process in self.processes:
             if task_ids is not None:
                 process.stdin.write(json.dumps(task_ids) + "\n")
             process.stdin.close()
-            found.extend(json.loads(process.stdout.readline()))
+            report = json.loads(process.stdout.readline())
+            found.extend(report["streams"])
+            self.cpu_seconds += report["cpu_seconds"]
             process.wait()
         return found
 
@@ -191,12 +194,12 @@ def _summary(latencies: list[float]) -> dict:
     }
 
 
-def logs(up: Up, root: Path, followers: int, rate: float, seconds: float, processes: int) -> dict:
+def logs(up: Up, root: Path, followers: int, rate: float, seconds: float, processes: int, nice: int) -> dict:
     lines = int(rate * seconds)
     go = root / "go"
     with up.client() as client:
         task = client.tasks.submit([sys.executable, "-c", LOG_PROGRAM.format(go=str(go), lines=lines, rate=rate)])
-        workers = Workers(processes, followers, "logs", up.address, up.api_key, task.id, str(lines))
+        workers = Workers(processes, nice, followers, "logs", up.address, up.api_key, task.id, str(lines))
         ready_seconds = workers.wait_ready(120)
         cpu = _cpu_seconds(up.process.pid)
         go.touch()
@@ -214,6 +217,7 @@ def logs(up: Up, root: Path, followers: int, rate: float, seconds: float, proces
         "latency": _summary(latencies),
         "server_cpu_seconds": round(cpu, 2),
         "server_cpu_us_per_line_sent": round(cpu / max(1, len(latencies)) * 1e6, 1),
+        "load_processes_cpu_seconds": round(workers.cpu_seconds, 2),
     }
 
 
@@ -230,7 +234,9 @@ async def _submit_spread(up: Up, count: int, seconds: float, task_seconds: float
     return [handle.id for handle in handles]
 
 
-def watch(up: Up, watchers: int, tasks: int, submit_seconds: float, task_seconds: float, processes: int) -> dict:
+def watch(
+    up: Up, watchers: int, tasks: int, submit_seconds: float, task_seconds: float, processes: int, nice: int
+) -> dict:
     agent = subprocess.Popen(
         [
             sys.executable,
@@ -253,7 +259,7 @@ def watch(up: Up, watchers: int, tasks: int, submit_seconds: float, task_seconds
         stderr=subprocess.DEVNULL,
     )
     try:
-        workers = Workers(processes, watchers, "watch", up.address, up.api_key, "", "0")
+        workers = Workers(processes, nice, watchers, "watch", up.address, up.api_key, "", "0")
         ready_seconds = workers.wait_ready(120)
         cpu = _cpu_seconds(up.process.pid)
         ids = asyncio.run(_submit_spread(up, tasks, submit_seconds, task_seconds))
@@ -277,6 +283,7 @@ def watch(up: Up, watchers: int, tasks: int, submit_seconds: float, task_seconds
         "latency": _summary(latencies),
         "server_cpu_seconds": round(cpu, 2),
         "server_cpu_us_per_change_sent": round(cpu / max(1, len(latencies)) * 1e6, 1),
+        "load_processes_cpu_seconds": round(workers.cpu_seconds, 2),
     }
 
 
@@ -339,6 +346,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
     parser.add_argument("--only", default="logs,watch,snapshot", help="which of logs,watch,snapshot to run")
     parser.add_argument("--processes", type=int, default=4, help="load processes per scenario")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="niceness of the load processes (10: they yield the CPU to the server)"
+    )
     parser.add_argument("--followers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=10.0, help="lines per second the followed task prints")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long the followed task prints")
@@ -353,6 +363,7 @@ def main() -> None:
         args.submit_seconds, args.task_seconds, args.snapshot_sizes = 2.0, 2.0, "1000"
     only = set(args.only.split(","))
     results: dict = {
+        "load_processes": {"per_scenario": args.processes, "nice": args.nice},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
     with tempfile.TemporaryDirectory() as directory:
@@ -361,10 +372,16 @@ def main() -> None:
             up = Up(root / "load")
             try:
                 if "logs" in only:
-                    results["logs"] = logs(up, root, args.followers, args.rate, args.seconds, args.processes)
+                    results["logs"] = logs(up, root, args.followers, args.rate, args.seconds, args.processes, args.nice)
                 if "watch" in only:
                     results["watch"] = watch(
-                        up, args.watchers, args.tasks, args.submit_seconds, args.task_seconds, args.processes
+                        up,
+                        args.watchers,
+                        args.tasks,
+                        args.submit_seconds,
+                        args.task_seconds,
+                        args.processes,
+                        args.nice,
                     )
             finally:
                 up.stop()
