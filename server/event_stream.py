@@ -8,8 +8,10 @@ the next commit together, which keeps the database cost per change low when hund
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,13 @@ class Change:
     revision: int
     task: task_pb2.Task
 
+    @functools.cached_property
+    def event(self) -> task_pb2.WatchTasksResponse:
+        """This change as a WatchTasks event: built once, then sent as is to every watcher."""
+        return task_pb2.WatchTasksResponse(
+            type=task_pb2.WatchEventType.WATCH_EVENT_TYPE_CHANGE, revision=self.revision, task=self.task
+        )
+
 
 @dataclass
 class Recorded:
@@ -57,23 +66,40 @@ class _Entry:
 class Subscription:
     """A watcher's live feed: changes for which `accepts(task)` holds, in revision order.
 
-    A watcher of named tasks is only offered their changes, so thousands of `Task.wait()` calls cost little.
+    A watcher of named tasks is only offered their changes, so thousands of `Task.wait()` calls cost little. An
+    offer costs a few checks and an append; the watcher wakes once for all the changes queued since it last looked.
     """
 
     def __init__(self, owner: str, accepts: Callable[[task_pb2.Task], bool], task_ids: frozenset[str]) -> None:
         self.owner = owner
         self.accepts = accepts
         self.task_ids = task_ids
-        self.queue: asyncio.Queue[Change] = asyncio.Queue()
+        self.pending: deque[Change] = deque()
         self.overflowed = False
+        self._arrived: asyncio.Future[None] | None = None
 
     def offer(self, change: Change) -> None:
         if self.overflowed or change.task.owner != self.owner or not self.accepts(change.task):
             return
-        if self.queue.qsize() >= WATCHER_QUEUE_LIMIT:
+        if len(self.pending) >= WATCHER_QUEUE_LIMIT:
             self.overflowed = True
-            return
-        self.queue.put_nowait(change)
+        else:
+            self.pending.append(change)
+        if self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
+
+    async def wait(self, timeout: float) -> bool:
+        """Waits until a change is pending or the feed overflowed; False if `timeout` seconds passed first."""
+        if self.pending or self.overflowed:
+            return True
+        self._arrived = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(self._arrived, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._arrived = None
 
 
 class EventStream:

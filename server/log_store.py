@@ -4,11 +4,15 @@ Each stream of each task is two files under <data dir>/logs/<task id>/: the byte
 fixed 16-byte records (`stdout.idx`: offset, time in ns) marking where each chunk the agent read starts and when
 it was read. Appends are idempotent by offset, so a resend after a reconnect stores nothing twice. Readers use
 positional reads at their own pace, so a slow reader holds no memory and blocks nobody.
+
+The newest stored pieces of each stream are kept in memory as read, so a thousand followers of one task cost one
+disk read per append, not a thousand; each append wakes them through one shared future per stream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import errno
 import os
 import struct
@@ -24,14 +28,20 @@ _RECORD = struct.Struct("<qq")
 _TAIL_BLOCK = 64 * 1024
 MAX_FRAME = 256 * 1024
 MAX_OPEN_STREAMS = 512
+# The newest bytes of each open stream kept in memory for followers (at most twice this per open stream).
+RECENT_BYTES = 32 * 1024
 STREAM_NAMES = ("stdout", "stderr")
 
 
-@dataclass
+@dataclass(eq=False)
 class Piece:
     offset: int
     data: bytes
     time_ns: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
 
 
 @dataclass
@@ -41,13 +51,41 @@ class _Stream:
     size: int
     index_count: int
     last_time_ns: int
-    waiters: set[asyncio.Future[None]] = field(default_factory=set)
+    changed: asyncio.Future[None] | None = None  # what followers wait on; resolved by the next append
+    # Contiguous stored pieces ending where the newest read ended: between RECENT_BYTES and twice that.
+    recent: list[Piece] = field(default_factory=list)
 
     def wake(self) -> None:
-        for waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self.waiters.clear()
+        if self.changed is not None:
+            if not self.changed.done():
+                self.changed.set_result(None)
+            self.changed = None
+
+    def remember(self, pieces: list[Piece]) -> None:
+        """Keeps freshly read pieces that continue the recent ones, dropping the oldest beyond RECENT_BYTES."""
+        if self.recent and self.recent[-1].end != pieces[0].offset:
+            self.recent = []
+        self.recent.extend(pieces)
+        if self.recent[-1].end - self.recent[0].offset > 2 * RECENT_BYTES:
+            keep = bisect.bisect_right(self.recent, self.recent[-1].end - RECENT_BYTES, key=_start) - 1
+            del self.recent[: max(keep, 0)]
+
+    def recall(self, offset: int, limit: int) -> list[Piece] | None:
+        """The recent pieces from offset (the first clipped to start there), or None if offset is not in them."""
+        recent = self.recent
+        if not recent or not recent[0].offset <= offset < recent[-1].end:
+            return None
+        first = bisect.bisect_right(recent, offset, key=_start) - 1
+        last = bisect.bisect_left(recent, offset + limit, lo=first, key=_start)
+        pieces = recent[first : max(last, first + 1)]
+        if pieces[0].offset < offset:
+            head = pieces[0]
+            pieces[0] = Piece(offset, head.data[offset - head.offset :], head.time_ns)
+        return pieces
+
+
+def _start(piece: Piece) -> int:
+    return piece.offset
 
 
 class LogStore:
@@ -128,7 +166,7 @@ class LogStore:
         """Keeps the number of open files bounded: closes the least recently used streams nobody waits on."""
         if len(self._streams) < MAX_OPEN_STREAMS:
             return
-        idle = [key for key, state in self._streams.items() if not state.waiters]
+        idle = [key for key, state in self._streams.items() if state.changed is None]
         for key in idle[: MAX_OPEN_STREAMS // 4]:
             state = self._streams.pop(key)
             os.close(state.data_fd)
@@ -143,9 +181,18 @@ class LogStore:
     def read(self, task_id: str, stream: str, offset: int, limit: int = MAX_FRAME) -> list[Piece]:
         """Stored bytes from offset, up to about limit, split where the agent's chunks started."""
         state = self._open(task_id, stream)
+        pieces = state.recall(offset, limit)
+        if pieces is not None:
+            return pieces
         end = min(state.size, offset + limit)
         if offset >= end:
             return []
+        pieces = self._read_stored(state, offset, end)
+        if end == state.size:  # the newest bytes, which followers are about to ask for too
+            state.remember(pieces)
+        return pieces
+
+    def _read_stored(self, state: _Stream, offset: int, end: int) -> list[Piece]:
         data = os.pread(state.data_fd, end - offset, offset)
         marks = self._marks(state, offset, end)
         pieces = []
@@ -184,31 +231,41 @@ class LogStore:
         state = self._open(task_id, stream)
         return tail_offset(state.data_fd, state.size, lines)
 
-    async def follow(
-        self, task_id: str, stream: str, offset: int, ended: Callable[[], bool], idle: float
-    ) -> AsyncIterator[list[Piece]]:
-        """Yields stored pieces from offset as they arrive, until `ended()` and everything was read.
+    def changed(self, task_id: str, stream: str) -> asyncio.Future[None]:
+        """A future resolved by the next append to the stream (or the task's end); shared by all its followers."""
+        state = self._open(task_id, stream)
+        if state.changed is None:
+            state.changed = asyncio.get_running_loop().create_future()
+        return state.changed
 
-        Yields an empty list after `idle` seconds without data, so the caller can send a heartbeat.
+    async def follow(
+        self, task_id: str, offsets: dict[str, int], ended: Callable[[], bool], idle: float
+    ) -> AsyncIterator[tuple[str, list[Piece]]]:
+        """Yields (stream, stored pieces) from each stream's offset as they arrive, until `ended()` and everything
+        was read; the streams take turns, up to MAX_FRAME each.
+
+        Yields ("", []) after `idle` seconds without data, so the caller can send a heartbeat.
         """
+        offsets = dict(offsets)
         while True:
             was_ended = ended()
-            state = self._open(task_id, stream)
-            pieces = self.read(task_id, stream, offset)
-            if pieces:
-                offset = pieces[-1].offset + len(pieces[-1].data)
-                yield pieces
+            # Taken before reading, so an append during the read or the caller's write is not missed.
+            signals = [self.changed(task_id, stream) for stream in offsets]
+            found = False
+            for stream, offset in offsets.items():
+                pieces = self.read(task_id, stream, offset)
+                if pieces:
+                    found = True
+                    offsets[stream] = pieces[-1].end
+                    yield stream, pieces
+            if found:
                 continue
             if was_ended:
                 return
-            waiter = asyncio.get_running_loop().create_future()
-            state.waiters.add(waiter)
-            try:
-                await asyncio.wait_for(waiter, idle)
-            except TimeoutError:
-                yield []
-            finally:
-                state.waiters.discard(waiter)
+            # asyncio.wait never cancels the shared futures, which other followers wait on too.
+            done, _ = await asyncio.wait(signals, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                yield "", []
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:

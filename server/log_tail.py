@@ -18,7 +18,6 @@ from simplane.server.tasks import TaskRegistry
 
 L = task_pb2.LogStream
 _STREAM_NAMES = {L.LOG_STREAM_STDOUT: "stdout", L.LOG_STREAM_STDERR: "stderr"}
-_DONE = object()
 
 
 class LogTail:
@@ -106,42 +105,18 @@ class LogTail:
                 while pieces := self._logs.read(task.id, name, offset):
                     for piece in pieces:
                         yield _frame(stream, piece)
-                    offset = pieces[-1].offset + len(pieces[-1].data)
+                    offset = pieces[-1].end
             return
-        # Each stream is read by its own producer into a small queue: a slow reader applies back-pressure
-        # to the producers, which read the store at the reader's pace, so memory stays bounded.
-        queue: asyncio.Queue = asyncio.Queue(maxsize=16)
+        # One loop reads every stream at the follower's own pace and waits on the streams' shared signals: a slow
+        # follower holds no memory and delays nobody, and the newest bytes come from the store's shared memory.
+        kinds = {name: stream for stream, name, _ in starts}
         ended = lambda: task.id not in self._tasks.active  # noqa: E731
-
-        async def produce(stream: int, name: str, offset: int) -> None:
-            try:
-                async for pieces in self._logs.follow(task.id, name, offset, ended, self._heartbeat):
-                    await queue.put([_frame(stream, piece) for piece in pieces])
-            except Exception as error:
-                await queue.put(error)
-                return
-            await queue.put(_DONE)
-
-        producers = [asyncio.create_task(produce(*start)) for start in starts]
-        try:
-            remaining = len(producers)
-            while remaining:
-                item = await queue.get()
-                if item is _DONE:
-                    remaining -= 1
-                elif isinstance(item, Exception):
-                    raise item
-                elif item:
-                    for frame in item:
-                        yield frame
-                else:
-                    yield task_pb2.TailLogsResponse(heartbeat=_now())
-        finally:
-            for producer in producers:
-                producer.cancel()
-            for producer in producers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer
+        offsets = {name: offset for _, name, offset in starts}
+        async for name, pieces in self._logs.follow(task.id, offsets, ended, self._heartbeat):
+            if not pieces:
+                yield task_pb2.TailLogsResponse(heartbeat=_now())
+            for piece in pieces:
+                yield _frame(kinds[name], piece)
 
 
 def _frame(stream: int, piece: Piece) -> task_pb2.TailLogsResponse:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from simplane._api.v1 import task_pb2
 from simplane.server import errors, task_states
 from simplane.server.auth import Caller
 from simplane.server.event_stream import EventStream, Subscription
 from simplane.server.store.database import Database
-from simplane.server.store.models import TaskEventRow, TaskRow
+from simplane.server.store.models import TaskRow
 from simplane.server.task_record import TaskRecord
 
 W = task_pb2.WatchEventType
 DEFAULT_ENDED_LIMIT = 100
+_TASKS = TaskRow.__table__
 
 
 class TaskWatch:
@@ -56,7 +56,7 @@ class TaskWatch:
                 if task_ids:
                     tasks = sorted((t for t in named if _matches(t, request)), key=lambda t: t.id, reverse=True)
                 else:
-                    tasks, last = await self._database.run(_snapshot, caller.user, request)
+                    tasks, last = await self._snapshot(caller.user, request)
                 for task in tasks:
                     yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT, revision=last, task=task)
                 yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_SNAPSHOT_END, revision=last)
@@ -75,22 +75,34 @@ class TaskWatch:
                             break
                         for change in changes:
                             if accepts(change.task):
-                                yield _change(change.revision, change.task)
+                                yield change.event
                         last = changes[-1].revision
                     last = max(last, upto)
-                try:
-                    change = await asyncio.wait_for(subscription.queue.get(), self._heartbeat)
-                except TimeoutError:
-                    if subscription.queue.empty() and not subscription.overflowed:
+                if not await subscription.wait(self._heartbeat):
+                    if not subscription.pending and not subscription.overflowed:
                         last = max(last, self._events.head)  # everything up to head that matches was sent
                     yield task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_HEARTBEAT, revision=last)
                     continue
-                if change.revision <= last:
-                    continue
-                yield _change(change.revision, change.task)
-                last = change.revision
+                while subscription.pending and not subscription.overflowed:
+                    change = subscription.pending.popleft()
+                    if change.revision > last:
+                        yield change.event  # one message per change, shared by every watcher
+                        last = change.revision
         finally:
             self._events.unsubscribe(subscription)
+
+    async def _snapshot(self, owner: str, request: task_pb2.WatchTasksRequest) -> tuple[list[task_pb2.Task], int]:
+        """The caller's matching tasks, newest first, and the revision they are as of: the active ones from memory,
+        the latest ended ones from the database, so the cost follows what is sent, not what is stored."""
+        last = self._events.head
+        active = [
+            change.task
+            for change in self._events.latest.values()
+            if change.task.owner == owner and _matches(change.task, request)
+        ]
+        limit = request.snapshot_ended_limit or DEFAULT_ENDED_LIMIT
+        ended = await self._database.run(_ended, owner, request, last, limit)
+        return sorted([*active, *ended], key=lambda task: task.id, reverse=True), last
 
     async def _named(self, owner: str, task_ids: frozenset[str]) -> tuple[list[task_pb2.Task], int]:
         """The named tasks and the revision they are as of; one that is not the caller's is NOT_FOUND, as for
@@ -121,25 +133,15 @@ def _matches(task: task_pb2.Task, request: task_pb2.WatchTasksRequest) -> bool:
     )
 
 
-def _change(revision: int, task: task_pb2.Task) -> task_pb2.WatchTasksResponse:
-    return task_pb2.WatchTasksResponse(type=W.WATCH_EVENT_TYPE_CHANGE, revision=revision, task=task)
-
-
-def _snapshot(session, owner: str, request: task_pb2.WatchTasksRequest):  # type: ignore[no-untyped-def]
-    """The caller's matching tasks (the active ones and the latest ended ones) and the revision they are as of,
-    read in one transaction."""
-    last = session.execute(select(func.max(TaskEventRow.revision))).scalar() or 0
-    query = select(TaskRow).where(TaskRow.owner == owner)
+def _ended(session, owner: str, request: task_pb2.WatchTasksRequest, last: int, limit: int):  # type: ignore[no-untyped-def]
+    """The caller's `limit` newest matching tasks that had ended by revision `last` (one that ends later is an
+    active task of the snapshot, and its end comes as a change)."""
+    query = select(_TASKS).where(
+        _TASKS.c.owner == owner, _TASKS.c.status.in_(task_states.TERMINAL), _TASKS.c.revision <= last
+    )
     if request.project:
-        query = query.where(TaskRow.project == request.project)
+        query = query.where(_TASKS.c.project == request.project)
     if request.machine_group:
-        query = query.where(TaskRow.machine_group == request.machine_group)
-    active = session.execute(
-        query.where(TaskRow.status.not_in(task_states.TERMINAL)).order_by(TaskRow.id.desc())
-    ).scalars()
-    limit = request.snapshot_ended_limit or DEFAULT_ENDED_LIMIT
-    ended = session.execute(
-        query.where(TaskRow.status.in_(task_states.TERMINAL)).order_by(TaskRow.id.desc()).limit(limit)
-    ).scalars()
-    rows = sorted([*active, *ended], key=lambda row: row.id, reverse=True)
-    return [TaskRecord.from_row(row).to_proto() for row in rows], last
+        query = query.where(_TASKS.c.machine_group == request.machine_group)
+    rows = session.execute(query.order_by(_TASKS.c.id.desc()).limit(limit))
+    return [TaskRecord.from_row(row).to_proto() for row in rows]

@@ -251,3 +251,36 @@ def test_a_slow_follower_of_a_fast_written_file_gets_every_byte_once(cluster, tm
         len(f.chunk.data) for f in frames if f.WhichOneof("frame") == "chunk" and f.chunk.time.ToNanoseconds() > resumed
     )
     assert late > size // 4, f"only {late} of {size} bytes were read after the follower caught up"
+
+
+def test_many_followers_of_one_task_each_get_every_byte_once(cluster) -> None:
+    """Followers share the store's newest pieces: each still gets every chunk once, where it started, whether it
+    joined before the output, during it, or from an offset inside a chunk (the shared piece is cut for it)."""
+    task = cluster.client().tasks.submit(
+        python(
+            "import sys, time\n"
+            "for i in range(300):\n"
+            "    print(f'line {i}', flush=True)\n"
+            "    print(f'err {i}', file=sys.stderr, flush=True)\n"
+            "    time.sleep(0.01)\n"
+        )
+    )
+    stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
+
+    def follow(offset: int = 0) -> BackgroundCollector:
+        cursors = [task_pb2.LogCursor(stream=STDOUT, offset=offset), task_pb2.LogCursor(stream=STDERR)]
+        request = task_pb2.TailLogsRequest(task_id=task.id, follow=True, cursors=cursors)
+        return BackgroundCollector(stub.TailLogs(request, metadata=cluster.metadata(), timeout=60))
+
+    early = [follow() for _ in range(20)]
+    eventually(lambda: any(frame.HasField("chunk") for frame in early[0].items), timeout=30)
+    late = [follow(), follow(3)]
+    out = "".join(f"line {i}\n" for i in range(300)).encode()
+    err = "".join(f"err {i}\n" for i in range(300)).encode()
+    for follower in [*early, *late]:
+        frames = follower.join(timeout=60)
+        assert frames[-1].end.status == task_pb2.TASK_STATUS_SUCCEEDED
+        assert stream_bytes(frames, STDERR) == err
+    for follower in [*early, late[0]]:
+        assert stream_bytes(follower.items, STDOUT) == out
+    assert stream_bytes(late[1].items, STDOUT) == b"\0" * 3 + out[3:]

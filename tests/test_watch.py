@@ -136,3 +136,54 @@ def test_task_watch_follows_the_task_to_its_end(cluster) -> None:
     assert seen[-1].status == simplane.TaskStatus.SUCCEEDED
     revisions = [info.revision for info in seen]
     assert revisions == sorted(set(revisions))
+
+
+def test_snapshot_of_active_and_ended_tasks_after_a_restart(cluster_factory) -> None:
+    """Active tasks come from the server's memory and ended ones from the database: after a restart the snapshot
+    still holds both, newest first, only the caller's and only the project asked for."""
+    cluster = cluster_factory(agents=0)
+    client = cluster.client()
+    other = cluster.client(api_key=cluster.create_user("other"))
+    first = client.tasks.submit(["true"], project="mine")
+    first.kill()
+    assert first.wait(timeout=30) == simplane.TaskStatus.KILLED
+    queued = client.tasks.submit(["true"], project="mine")
+    client.tasks.submit(["true"], project="elsewhere")
+    other.tasks.submit(["true"], project="mine")
+    last = client.tasks.submit(["true"], project="mine")
+    last.kill()
+    assert last.wait(timeout=30) == simplane.TaskStatus.KILLED
+    assert cluster.stop() == 0
+    cluster.restart()
+
+    call, events = open_watch(cluster, project="mine")
+    snapshot = take_until(events, snapshot_end)
+    assert [(e.task.id, e.task.status) for e in snapshot[:-1]] == [
+        (last.id, task_pb2.TASK_STATUS_KILLED),
+        (queued.id, task_pb2.TASK_STATUS_QUEUED),
+        (first.id, task_pb2.TASK_STATUS_KILLED),
+    ]
+    assert {e.revision for e in snapshot} == {snapshot[-1].revision}
+    assert snapshot[-1].revision >= max(e.task.revision for e in snapshot[:-1])
+    queued.kill()
+    live = changes(take_until(events, ended(queued.id)))
+    call.cancel()
+    assert live[-1][1:] == (queued.id, task_pb2.TASK_STATUS_KILLED)
+    assert live[0][0] > snapshot[-1].revision
+
+
+def test_many_watchers_each_get_every_change(cluster) -> None:
+    """Each change's event is built once and shared: every watcher still gets the same changes, in order."""
+    client = cluster.client()
+    warm_up(client)
+    watches = [open_watch(cluster) for _ in range(20)]
+    for _, events in watches:
+        take_until(events, snapshot_end)
+    tasks = [client.tasks.submit(["true"]) for _ in range(5)]
+    seen = []
+    for call, events in watches:
+        seen.append(changes(take_until(events, ended(*(task.id for task in tasks)))))
+        call.cancel()
+    assert all(changes_seen == seen[0] for changes_seen in seen)
+    assert_increasing([revision for revision, _, _ in seen[0]])
+    assert {task_id for _, task_id, _ in seen[0]} == {task.id for task in tasks}
