@@ -23,7 +23,6 @@ from simplane.agent.transfers import Transfers
 log = logging.getLogger(__name__)
 
 # Retrying cannot fix these: the credential or the hello is wrong, or the address is not a simplane server.
-FATAL_CODES = REFUSED
 WELCOME_TIMEOUT = 10.0
 DEFAULT_HEARTBEAT_INTERVAL = 5.0
 # Output of one task sent before the next task gets its turn.
@@ -93,7 +92,9 @@ class ServerConnection:
                 await session.run(self._hello(), backoff)
                 reason = "the server closed the stream"
             except grpc.aio.AioRpcError as err:
-                if err.code() in FATAL_CODES:
+                # Refused before the welcome: this agent may not connect. Later, a refused message (a file listing
+                # the server cannot take, ...) ends only this stream: the agent connects again.
+                if err.code() in REFUSED and not session.welcomed:
                     raise FatalConnectError(
                         f"the server at {self._server} refused the agent: {err.code().name}: {err.details()}",
                         err.code(),

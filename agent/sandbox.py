@@ -68,7 +68,8 @@ def unsandboxed_warning() -> str:
     """The one line said when tasks would run without a sandbox."""
     return (
         f"warning: bubblewrap (bwrap) is not usable here: tasks run as {user_name()} with no sandbox and "
-        "can read everything that user can (the data dir, the admin key, the agent token, other tasks' files); "
+        "can read everything that user can (the data dir, the admin key, the agent token, this machine's credential, "
+        "other tasks' files); "
         "install bubblewrap to isolate them (docs/isolation.md)"
     )
 

@@ -31,7 +31,14 @@ def relative_path(path: str) -> PurePosixPath:
     return relative
 
 
+# The times the server takes: nanoseconds since the epoch in 64 bits (years 1677 to 2262). A file can carry any
+# time (`touch -d 2300-01-01`), so a time outside is sent as the nearest end.
+_EARLIEST_NS = -(2**63) + 1_000_000_000
+_LATEST_NS = 2**63 - 1_000_000_001
+
+
 def timestamp_ns(time_ns: int) -> Timestamp:
+    time_ns = min(max(time_ns, _EARLIEST_NS), _LATEST_NS)
     return Timestamp(seconds=time_ns // 1_000_000_000, nanos=time_ns % 1_000_000_000)
 
 

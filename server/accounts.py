@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from simplane._api.v1 import account_pb2
 from simplane.server import errors, task_states
-from simplane.server.auth import AGENT_KEY, USER_KEY, Authenticator, Caller, MintedKey, mint_key
+from simplane.server.auth import AGENT_KEY, USER_KEY, Authenticator, Caller, MintedKey, new_key
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, StoredFileRow, TaskRow, UserRow
 
@@ -35,16 +35,7 @@ class Accounts:
     def add_key(  # type: ignore[no-untyped-def]
         self, session, user: UserRow, *, kind: str = USER_KEY, machine_group: str = "", description: str = ""
     ) -> tuple[ApiKeyRow, MintedKey]:
-        minted, secret_hash = mint_key()
-        row = ApiKeyRow(
-            id=minted.key_id,
-            user_id=user.id,
-            secret_hash=secret_hash,
-            kind=kind,
-            machine_group=machine_group,
-            description=description,
-            created_at=time.time(),
-        )
+        row, minted = new_key(user.id, kind=kind, machine_group=machine_group, description=description)
         session.add(row)
         return row, minted
 

@@ -54,6 +54,23 @@ def mint_key(prefix: str = "") -> tuple[MintedKey, str]:
     return MintedKey(key_id, f"sp_{key_id}_{secret}"), _hash(secret)
 
 
+def new_key(
+    user_id: int, *, kind: str = USER_KEY, machine_group: str = "", description: str = "", prefix: str = ""
+) -> tuple[ApiKeyRow, MintedKey]:
+    """The row of a new key of the user's (to add to a session) and the key itself, to show once."""
+    minted, secret_hash = mint_key(prefix)
+    row = ApiKeyRow(
+        id=minted.key_id,
+        user_id=user_id,
+        secret_hash=secret_hash,
+        kind=kind,
+        machine_group=machine_group,
+        description=description,
+        created_at=time.time(),
+    )
+    return row, minted
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

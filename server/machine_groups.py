@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from simplane._api.v1 import machine_group_pb2 as pb
 from simplane.server import errors
-from simplane.server.auth import MACHINE_ID_PREFIX, MACHINE_KEY, Caller, mint_key
+from simplane.server.auth import MACHINE_ID_PREFIX, MACHINE_KEY, Caller, MintedKey, new_key
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, MachineGroupRow
 
@@ -52,21 +52,20 @@ class MachineGroups:
         The credential is an API key of kind "machine" whose id is the machine's id, owned by the token's user.
         """
         self.require(token.machine_group)
-        minted, secret_hash = mint_key(MACHINE_ID_PREFIX)
 
-        def create(session):  # type: ignore[no-untyped-def]
+        def create(session) -> MintedKey:  # type: ignore[no-untyped-def]
             issuer = session.get(ApiKeyRow, token.key_id)
-            session.add(
-                ApiKeyRow(
-                    id=minted.key_id,
-                    user_id=issuer.user_id,
-                    secret_hash=secret_hash,
-                    kind=MACHINE_KEY,
-                    machine_group=token.machine_group,
-                    description=hostname,
-                    created_at=time.time(),
-                )
+            if issuer is None or issuer.revoked:
+                raise errors.Unauthenticated("invalid or revoked API key")
+            row, minted = new_key(
+                issuer.user_id,
+                kind=MACHINE_KEY,
+                machine_group=token.machine_group,
+                description=hostname,
+                prefix=MACHINE_ID_PREFIX,
             )
+            session.add(row)
+            return minted
 
-        await self._database.run(create)
+        minted = await self._database.run(create)
         return minted.key_id, minted.secret

@@ -110,7 +110,7 @@ FIELD_LIMITS: dict[str, Limit] = {
         "WatchTasksRequest.task_ids": Limit(chars=MAX_ID_CHARS, items=MAX_WATCHED_TASKS),
         "WatchTasksRequest.project": Limit(chars=MAX_PROJECT_CHARS),
         "WatchTasksRequest.machine_group": _GROUP,
-        "WatchTasksRequest.snapshot_ended_limit": Limit(high=MAX_SNAPSHOT_ENDED),
+        "WatchTasksRequest.snapshot_ended_limit": Limit(low=0, high=MAX_SNAPSHOT_ENDED),
         "TailLogsRequest.task_id": _ID,
         "TailLogsRequest.cursors": Limit(items=MAX_CURSORS),
         "TailLogsRequest.file": _PATH,

@@ -30,8 +30,6 @@ class TaskWatch:
     ) -> AsyncIterator[task_pb2.WatchTasksResponse]:
         if request.since_revision < 0:
             raise errors.InvalidArgument("since_revision", "must not be negative")
-        if request.snapshot_ended_limit < 0:
-            raise errors.InvalidArgument("snapshot_ended_limit", "must not be negative")
         if request.since_revision > self._events.head:
             raise errors.OutOfRange(
                 f"since_revision {request.since_revision} is ahead of the server's revision {self._events.head}"

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = 10.0
 TTL_GRACE = 5.0
 DEFAULT_PAGE_SIZE = 50
-# An agent's error text is stored as sent, cut to this length and without NUL (PostgreSQL refuses NUL in text).
-MAX_AGENT_ERROR = 4096
 
 
 class TaskRegistry:
@@ -119,6 +117,7 @@ class TaskRegistry:
                 if made is None:
                     made = TaskRecord.from_row(row)
                     if not made.terminal:  # stored, though its submit was told it failed: queue it now
+                        self.events.latest[made.id] = Change(made.revision, made.to_proto())  # for snapshots
                         self._queue(made)
                 task = made.to_proto()
             else:
@@ -334,12 +333,11 @@ class TaskRegistry:
         if not task_states.advances(task.status, update.status):
             return None
         at = update.time.ToNanoseconds() / 1e9 if update.HasField("time") else time.time()
-        error = _storable(update.error, MAX_AGENT_ERROR)
-        task.move(update.status, max(at, task.updated_at), error)
+        task.move(update.status, max(at, task.updated_at), update.error)
         if update.HasField("exit_code"):
             task.exit_code = update.exit_code
-        if error:
-            task.error = error
+        if update.error:
+            task.error = update.error
         if update.status in (task_states.FINALIZING, *task_states.TERMINAL):
             task.stdout_size, task.stderr_size = update.stdout_size, update.stderr_size
             task.output_bytes, task.output_files = update.output_bytes, update.output_files
@@ -351,10 +349,9 @@ class TaskRegistry:
 
     def output_stored(self, task: TaskRecord, complete: bool) -> None:
         """Shows on the task, while the data dir is full, that its output waits on its machine; clears it after."""
-        full = self._logs.space.full
-        if not complete and full and not task.warning:
+        if not complete and self._logs.space.full and not task.warning:
             task.warning = disk_space.OUTPUT_HELD
-        elif complete and not full and task.warning == disk_space.OUTPUT_HELD:
+        elif complete and task.warning == disk_space.OUTPUT_HELD:
             task.warning = ""
         else:
             return
@@ -372,6 +369,7 @@ class TaskRegistry:
 
     async def _finish(self, task: TaskRecord) -> None:
         self._release(task)
+        task.warning = ""  # an ended task is held back by nothing
         self._ending[task.id] = task
         recorded = self.events.record(task)
         self._dispatch(task.machine_group)
@@ -406,7 +404,6 @@ class TaskRegistry:
         if task.id not in self.active or task.terminal:
             return
         task.error = reason
-        task.warning = ""
         task.move(task_states.LOST, time.time(), reason)
         await self._finish(task)
 
@@ -495,11 +492,6 @@ def _assignment(task: TaskRecord) -> agent_pb2.TaskAssignment:
         cpus=task.cpus,
         has_inputs=bool(task.inputs),
     )
-
-
-def _storable(text: str, limit: int) -> str:
-    """Agent-sent text as the database can keep it: no NUL, at most `limit` characters."""
-    return text.replace("\0", "\ufffd")[:limit]
 
 
 def _forget_failure(done: asyncio.Future[None]) -> None:

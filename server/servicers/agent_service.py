@@ -23,7 +23,6 @@ from simplane.server.task_record import TaskRecord
 from simplane.server.tasks import TaskRegistry
 
 _STREAMS = {1: "stdout", 2: "stderr"}
-MAX_HOSTNAME = 253  # the longest DNS name
 
 
 class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
@@ -52,8 +51,6 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
             raise errors.PermissionDenied(
                 f"this agent token joins machine group {caller.machine_group!r}, not {request.machine_group!r}"
             )
-        if len(request.hostname) > MAX_HOSTNAME or "\0" in request.hostname:
-            raise errors.InvalidArgument("hostname", f"must be at most {MAX_HOSTNAME} characters, without NUL")
         machine_id, credential = await self._groups.join(caller, request.hostname)
         return agent_pb2.JoinResponse(machine_id=machine_id, credential=credential)
 
@@ -129,7 +126,10 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
         if task is not None and task.machine_id == session.agent_id and task.attempt == output.attempt:
             size = self._logs.append(output.task_id, name, chunk.offset, chunk.data, chunk.time.ToNanoseconds())
             self._tasks.output_stored(task, size >= chunk.offset + len(chunk.data))
-        else:  # a resend for a task that ended (all its output was stored first): take it as stored
+        else:
+            # Not a task of this machine's now: one that ended (its output was all stored before its end), or one
+            # declared lost or given to another attempt, whose output nobody will read. Nothing to store; the
+            # acknowledgement lets the agent drop it.
             size = chunk.offset + len(chunk.data)
         session.ack_output(output.task_id, chunk.stream, size)
 

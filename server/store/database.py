@@ -46,6 +46,15 @@ def _normalise(url: str) -> str:
     return url
 
 
+_POSTGRESQL_CONNECT = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
 def _make_engine(url: str) -> Engine:
     url = _normalise(url)
     if url.startswith("sqlite"):
@@ -63,7 +72,10 @@ def _make_engine(url: str) -> Engine:
 
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, pool_size=2, pool_pre_ping=True)
+        # A server that stops answering (a network cut drops packets rather than refusing) must not hold the one
+        # database thread for minutes: connecting gives up after a few seconds, and TCP keepalives notice a dead
+        # connection within about half a minute, so callers get UNAVAILABLE instead of waiting.
+        return create_engine(url, pool_size=2, pool_pre_ping=True, connect_args=_POSTGRESQL_CONNECT)
     raise errors.InvalidArgument("database_url", f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
 
 
