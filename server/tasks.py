@@ -107,12 +107,14 @@ class TaskRegistry:
         submitting: asyncio.Future[task_pb2.Task] = asyncio.get_running_loop().create_future()
         self._submitting[key] = submitting
         try:
-            row = await self._database.run(
-                lambda s: s.execute(
-                    select(TaskRow).where(TaskRow.owner == caller.user, TaskRow.request_id == request_id)
-                ).scalar_one_or_none()
-            )
-            if row is not None:
+            try:
+                task = await self._create(caller, request)
+            except errors.FailedPrecondition:
+                # The database refused the row. A request id is almost always new, so it is looked up only
+                # now: the unique index on (owner, request_id) refuses a repeat of a submit it already holds.
+                row = await self._database.run(_task_of_request, caller.user, request_id)
+                if row is None:
+                    raise
                 made = self.active.get(row.id) or self._ending.get(row.id)
                 if made is None:
                     made = TaskRecord.from_row(row)
@@ -120,8 +122,6 @@ class TaskRegistry:
                         self.events.latest[made.id] = Change(made.revision, made.to_proto())  # for snapshots
                         self._queue(made)
                 task = made.to_proto()
-            else:
-                task = await self._create(caller, request)
         except Exception as error:
             submitting.set_exception(error)
             submitting.exception()  # retrieved: a failure nobody waits for is no warning
@@ -323,8 +323,8 @@ class TaskRegistry:
             return None
         if update.seq <= task.update_seq:
             return None
-        if update.stdout_size > self._logs.size(task.id, "stdout") or update.stderr_size > self._logs.size(
-            task.id, "stderr"
+        if self._output_missing(task.id, "stdout", update.stdout_size) or self._output_missing(
+            task.id, "stderr", update.stderr_size
         ):
             refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             refused.cancel()
@@ -346,6 +346,10 @@ class TaskRegistry:
         if task.terminal:
             return asyncio.ensure_future(self._finish(task))
         return self.events.record(task).committed
+
+    def _output_missing(self, task_id: str, stream: str, size: int) -> bool:
+        """Whether less than `size` bytes of the stream are stored (a task that wrote nothing costs no file)."""
+        return size > 0 and size > self._logs.size(task_id, stream)
 
     def output_stored(self, task: TaskRecord, complete: bool) -> None:
         """Shows on the task, while the data dir is full, that its output waits on its machine; clears it after."""
@@ -492,6 +496,13 @@ def _assignment(task: TaskRecord) -> agent_pb2.TaskAssignment:
         cpus=task.cpus,
         has_inputs=bool(task.inputs),
     )
+
+
+def _task_of_request(session, owner: str, request_id: str) -> TaskRow | None:  # type: ignore[no-untyped-def]
+    """The task an earlier submit with this request id made, if any."""
+    return session.execute(
+        select(TaskRow).where(TaskRow.owner == owner, TaskRow.request_id == request_id)
+    ).scalar_one_or_none()
 
 
 def _forget_failure(done: asyncio.Future[None]) -> None:
