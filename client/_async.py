@@ -1,22 +1,21 @@
-"""The asyncio client: `simplane.AsyncClient`, its services and the `AsyncTask` handle.
+"""The client: `AsyncClient`, its services (`client.tasks`, ...) and the `AsyncTask` handle.
 
-Same shape as the blocking client, with coroutines and async iterators. One difference: `AsyncTask` has no
-`status` or `exit_code` properties (a property cannot await); use `(await task.info()).status`.
+client/_async.py is the one source of both clients: scripts/generate.py rewrites it into client/_sync.py (unasync).
+Whatever must differ between the two flavours lives in the pair of modules client/_io_*.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import os
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import grpc
-import grpc.aio
 from google.protobuf.message import Message
 
 from simplane import _base
@@ -32,6 +31,7 @@ from simplane._api.v1 import (
 )
 from simplane._config import resolve_config
 from simplane._durations import Duration
+from simplane._io_async import Channel, UnaryCall, channel_ready, open_channel, run_blocking, sleep
 from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
 from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
 from simplane.models import (
@@ -50,6 +50,8 @@ from simplane.models import (
 __all__ = ["AsyncAccount", "AsyncClient", "AsyncMachineGroups", "AsyncStorage", "AsyncTask", "AsyncTasks"]
 
 Command = list[str] | str
+Request = TypeVar("Request", bound=Message)
+Response = TypeVar("Response", bound=Message)
 
 
 def _always() -> bool:
@@ -57,7 +59,7 @@ def _always() -> bool:
 
 
 class _Stubs:
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    def __init__(self, channel: Channel) -> None:
         self.tasks = task_pb2_grpc.TaskServiceStub(channel)
         self.storage = storage_pb2_grpc.StorageServiceStub(channel)
         self.account = account_pb2_grpc.AccountServiceStub(channel)
@@ -66,22 +68,22 @@ class _Stubs:
 
 class _Connection:
     """The channel, the stubs and the key. Every call goes through here, so gRPC errors become
-    SimplaneErrors in one place. The channel is made on first use, inside the event loop it will serve."""
+    SimplaneErrors in one place. The channel is made on first use (an asyncio one inside the loop it serves)."""
 
     def __init__(self, address: str, api_key: str | None, retry_timeout: float) -> None:
         self.address = address
         self.metadata = _base.auth_metadata(api_key)
         self.retry_timeout = retry_timeout
-        self._channel: grpc.aio.Channel | None = None
+        self._channel: Channel | None = None
         self._stubs: _Stubs | None = None
         self.closed = False
 
     @property
-    def channel(self) -> grpc.aio.Channel:
+    def channel(self) -> Channel:
         if self.closed:
             raise RuntimeError("this simplane client is closed")
         if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self.address, options=_base.CHANNEL_OPTIONS)
+            self._channel = open_channel(self.address, _base.CHANNEL_OPTIONS)
         return self._channel
 
     @property
@@ -91,7 +93,7 @@ class _Connection:
             self._stubs = _Stubs(channel)
         return self._stubs
 
-    async def call(self, method: Callable[..., Any], request: Message, *, retry: bool = False) -> Any:
+    async def call(self, method: UnaryCall[Request, Response], request: Request, *, retry: bool = False) -> Response:
         """One unary call; with `retry` (safe to repeat) it is repeated while the server answers UNAVAILABLE,
         for up to the client's retry_timeout."""
         retrying = _base.Retrying(self.retry_timeout) if retry else None
@@ -102,7 +104,11 @@ class _Connection:
                 delay = retrying.next_delay(error) if retrying is not None else None
                 if delay is None:
                     raise translate_rpc_error(error) from error
-            await asyncio.sleep(delay)
+            await sleep(delay)
+
+    def stream_once(self, method: Callable[..., Any], request: Message) -> Any:
+        """Opens a server stream that is not resumed; iterate it inside translating_rpc_errors()."""
+        return method(request, metadata=self.metadata)
 
     async def stream(
         self,
@@ -111,18 +117,24 @@ class _Connection:
         *,
         reopen: Callable[[], bool] = _always,
         restart: Callable[[], None] | None = None,
+        deadline: float | None = None,
     ) -> AsyncGenerator[Any, None]:
         """Yields a server stream's responses, reopening it with `next_request()` after it drops.
 
         A stream reopens after UNAVAILABLE once it has delivered a frame (so an unreachable server fails fast),
         and after a clean close when `reopen()` says it is unfinished. OUT_OF_RANGE calls `restart` (when
-        given) and reopens at once.
+        given) and reopens at once. Past the monotonic `deadline`, raises Timeout.
         """
         reconnect = _base.Reconnect()
         connected = False
         while True:
             failure: grpc.RpcError | None = None
-            call = method(next_request(), metadata=self.metadata, wait_for_ready=reconnect.attempted or None)
+            call = method(
+                next_request(),
+                metadata=self.metadata,
+                timeout=_base.remaining(deadline),
+                wait_for_ready=reconnect.attempted or None,
+            )
             try:
                 async for response in call:
                     connected = True
@@ -131,23 +143,32 @@ class _Connection:
                 if not reopen():
                     return
             except grpc.RpcError as error:
-                if _base.recover_stream(error, connected=connected, can_restart=restart is not None) == "restart":
-                    assert restart is not None
+                recovery = _base.recover_stream(
+                    error, connected=connected, can_restart=restart is not None, has_deadline=deadline is not None
+                )
+                if recovery == "restart" and restart is not None:
                     restart()
                     continue
                 failure = error
             finally:
                 call.cancel()
-            await self._await_reconnect(reconnect, failure)
+            await self._await_reconnect(reconnect, deadline, failure)
 
-    async def _await_reconnect(self, reconnect: _base.Reconnect, failure: Exception | None) -> None:
+    async def _await_reconnect(
+        self, reconnect: _base.Reconnect, deadline: float | None, failure: Exception | None
+    ) -> None:
         delay = reconnect.next_delay()
         if delay is None:
             raise Unavailable(f"lost the stream from {self.address} and could not reopen it") from failure
-        await asyncio.sleep(delay)
-        try:
-            await asyncio.wait_for(self.channel.channel_ready(), reconnect.remaining())
-        except TimeoutError:
+        left = _base.remaining(deadline)
+        if left is not None and left <= delay:
+            await sleep(left)
+            raise Timeout("the wait timed out")
+        await sleep(delay)
+        limit = reconnect.remaining() if left is None else min(reconnect.remaining(), left - delay)
+        if not await channel_ready(self.channel, limit):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout("the wait timed out")
             raise Unavailable(f"lost the stream from {self.address} and could not reconnect") from failure
 
     async def close(self) -> None:
@@ -160,27 +181,33 @@ class _Connection:
 async def _upload(
     connection: _Connection, path: str | os.PathLike[str], prefix: str, progress: Progress | None, field: str
 ) -> str:
-    plan = await asyncio.to_thread(plan_upload, path, field)
-    requests = upload_requests(plan, prefix)
-    call = connection.stubs.storage.UploadFiles(metadata=connection.metadata)
-    done = 0
+    plan = await run_blocking(plan_upload, path, field)
+    failures: list[Exception] = []
+
+    async def requests() -> AsyncIterator[storage_pb2.UploadFilesRequest]:
+        # gRPC reads this iterator apart from the call and reports a failure in it as a cancelled call;
+        # keep the real exception so it can be raised instead.
+        chunks = upload_requests(plan, prefix)
+        done = 0
+        try:
+            if progress is not None:
+                progress(0, plan.total_bytes)
+            while (request := await run_blocking(next, chunks, None)) is not None:
+                yield request
+                done += len(request.chunk.data)
+                if progress is not None:
+                    progress(done, plan.total_bytes)
+        except Exception as error:
+            failures.append(error)
+            raise
+
     try:
         with translating_rpc_errors():
-            try:
-                if progress is not None:
-                    progress(0, plan.total_bytes)
-                while (request := await asyncio.to_thread(next, requests, None)) is not None:
-                    await call.write(request)
-                    done += len(request.chunk.data)
-                    if progress is not None:
-                        progress(done, plan.total_bytes)
-                await call.done_writing()
-            except asyncio.InvalidStateError:
-                pass  # the call already ended: awaiting it raises its status
-            response = await call
-    finally:
-        call.cancel()
-        requests.close()
+            response = await connection.stubs.storage.UploadFiles(requests(), metadata=connection.metadata)
+    except BaseException:
+        if failures:
+            raise failures[0] from None
+        raise
     return response.prefix or prefix
 
 
@@ -196,13 +223,13 @@ async def _download(
         progress(0, total)
     writer = DownloadWriter(directory)
     done = 0
-    call = connection.stubs.storage.DownloadFiles(
-        storage_pb2.DownloadFilesRequest(prefix=prefix), metadata=connection.metadata
+    call = connection.stream_once(
+        connection.stubs.storage.DownloadFiles, storage_pb2.DownloadFilesRequest(prefix=prefix)
     )
     try:
         with translating_rpc_errors():
             async for response in call:
-                done += await asyncio.to_thread(writer.write, response.chunk)
+                done += await run_blocking(writer.write, response.chunk)
                 if progress is not None:
                     progress(done, total)
         return writer.finish()
@@ -216,7 +243,6 @@ async def _download(
 class AsyncTask:
     """A handle on one task. Making one costs nothing (`client.task(id)`); each method makes the calls it needs.
 
-    Unlike the blocking `Task` there are no `status`/`exit_code` properties: use `(await task.info()).status`.
     `last_info` is the state from the most recent call this handle made (None before any).
     """
 
@@ -226,7 +252,17 @@ class AsyncTask:
         self.last_info = info
 
     def __repr__(self) -> str:
-        return f"AsyncTask({self.id!r})"
+        return f"{type(self).__name__}({self.id!r})"
+
+    @property
+    async def status(self) -> TaskStatus:
+        """The current status, fetched from the server."""
+        return (await self.info()).status
+
+    @property
+    async def exit_code(self) -> int | None:
+        """The command's exit code, fetched from the server; None until the command exits."""
+        return (await self.info()).exit_code
 
     async def info(self) -> TaskInfo:
         request = task_pb2.GetTaskRequest(task_id=self.id)
@@ -237,12 +273,11 @@ class AsyncTask:
     async def wait(self, timeout: float | None = None) -> TaskStatus:
         """Waits until the task ends and returns its terminal status; raises simplane.Timeout after `timeout`
         seconds. Follows the status stream (no polling) and rides out a server restart."""
-        states = self._states()
+        states = self._states(None if timeout is None else time.monotonic() + timeout)
         try:
-            async with asyncio.timeout(timeout):
-                async for _ in states:
-                    pass
-        except TimeoutError:
+            async for _ in states:
+                pass
+        except Timeout:
             raise Timeout(f"task {self.id} did not end within {timeout} s") from None
         finally:
             await states.aclose()
@@ -251,13 +286,13 @@ class AsyncTask:
 
     def watch(self) -> AsyncIterator[TaskInfo]:
         """The task's state now, then after each change, ending with its terminal state."""
-        return self._states()
+        return self._states(None)
 
-    async def _states(self) -> AsyncGenerator[TaskInfo, None]:
+    async def _states(self, deadline: float | None) -> AsyncGenerator[TaskInfo, None]:
         progress = _base.TaskProgress(self.id)
         cursor = progress.cursor
         responses = self._connection.stream(
-            self._connection.stubs.tasks.WatchTasks, cursor.request, restart=cursor.restart
+            self._connection.stubs.tasks.WatchTasks, cursor.request, restart=cursor.restart, deadline=deadline
         )
         try:
             async for response in responses:
@@ -518,17 +553,19 @@ class AsyncMachineGroups:
 
 
 class AsyncClient:
-    """A connection to a simplane server, for asyncio.
+    """A connection to a simplane server.
 
         import simplane
-        async with simplane.AsyncClient() as client:
-            task = await client.tasks.submit(["python", "solve.py"], inputs="case/")
+        async with simplane.AsyncClient() as client:   # SIMPLANE_ADDRESS / SIMPLANE_API_KEY, else the config file
+            task = await client.tasks.submit(["python", "solve.py"], inputs="case/", time_to_live="10m")
             async for line in task.logs(follow=True):
                 print(line.stream, line.text)
             print(await task.wait())
 
-    Configured like `simplane.Client`, with the same retries (`retry_timeout`). Coroutines and async iterators
-    replace blocking calls; `AsyncTask` has no `status`/`exit_code` properties (use `await task.info()`).
+    The address defaults to 127.0.0.1:50051. The channel connects lazily. Calls that are safe to repeat (reads,
+    and submits, which carry a request id so that a repeat returns the task the first one made) are retried
+    while the server answers UNAVAILABLE (restarting, or its database away), with backoff from 0.1 s to 2 s,
+    for up to `retry_timeout` seconds (0: never); then they raise simplane.Unavailable.
     """
 
     def __init__(
@@ -547,7 +584,7 @@ class AsyncClient:
         self.machine_groups = AsyncMachineGroups(self._connection)
 
     def __repr__(self) -> str:
-        return f"AsyncClient(address={self.address!r})"
+        return f"{type(self).__name__}(address={self.address!r})"
 
     def task(self, task_id: str) -> AsyncTask:
         """A handle on a task, without asking the server anything."""

@@ -1,4 +1,9 @@
-"""The blocking client: `simplane.Client`, its services (`client.tasks`, ...) and the `Task` handle."""
+# Generated from client/_async.py by scripts/generate.py (unasync). Do not edit: edit that file and rerun.
+"""The client: `Client`, its services (`client.tasks`, ...) and the `Task` handle.
+
+client/_async.py is the one source of both clients: scripts/generate.py rewrites it into client/_sync.py (unasync).
+Whatever must differ between the two flavours lives in the pair of modules client/_io_*.py.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from simplane._api.v1 import (
 )
 from simplane._config import resolve_config
 from simplane._durations import Duration
+from simplane._io_sync import Channel, UnaryCall, channel_ready, open_channel, run_blocking, sleep
 from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
 from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
 from simplane.models import (
@@ -44,33 +50,53 @@ from simplane.models import (
 
 __all__ = ["Account", "Client", "MachineGroups", "Storage", "Task", "Tasks"]
 
-Response = TypeVar("Response", bound=Message)
 Command = list[str] | str
+Request = TypeVar("Request", bound=Message)
+Response = TypeVar("Response", bound=Message)
 
 
 def _always() -> bool:
     return True
 
 
+class _Stubs:
+    def __init__(self, channel: Channel) -> None:
+        self.tasks = task_pb2_grpc.TaskServiceStub(channel)
+        self.storage = storage_pb2_grpc.StorageServiceStub(channel)
+        self.account = account_pb2_grpc.AccountServiceStub(channel)
+        self.machine_groups = machine_group_pb2_grpc.MachineGroupServiceStub(channel)
+
+
 class _Connection:
     """The channel, the stubs and the key. Every call goes through here, so gRPC errors become
-    SimplaneErrors in one place."""
+    SimplaneErrors in one place. The channel is made on first use (an asyncio one inside the loop it serves)."""
 
     def __init__(self, address: str, api_key: str | None, retry_timeout: float) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=_base.CHANNEL_OPTIONS)
         self.metadata = _base.auth_metadata(api_key)
         self.retry_timeout = retry_timeout
-        self.tasks = task_pb2_grpc.TaskServiceStub(self.channel)
-        self.storage = storage_pb2_grpc.StorageServiceStub(self.channel)
-        self.account = account_pb2_grpc.AccountServiceStub(self.channel)
-        self.machine_groups = machine_group_pb2_grpc.MachineGroupServiceStub(self.channel)
+        self._channel: Channel | None = None
+        self._stubs: _Stubs | None = None
         self.closed = False
 
-    def call(self, method: Callable[..., Response], request: Message, *, retry: bool = False) -> Response:
+    @property
+    def channel(self) -> Channel:
+        if self.closed:
+            raise RuntimeError("this simplane client is closed")
+        if self._channel is None:
+            self._channel = open_channel(self.address, _base.CHANNEL_OPTIONS)
+        return self._channel
+
+    @property
+    def stubs(self) -> _Stubs:
+        channel = self.channel
+        if self._stubs is None:
+            self._stubs = _Stubs(channel)
+        return self._stubs
+
+    def call(self, method: UnaryCall[Request, Response], request: Request, *, retry: bool = False) -> Response:
         """One unary call; with `retry` (safe to repeat) it is repeated while the server answers UNAVAILABLE,
         for up to the client's retry_timeout."""
-        self._check_open()
         retrying = _base.Retrying(self.retry_timeout) if retry else None
         while True:
             try:
@@ -79,11 +105,10 @@ class _Connection:
                 delay = retrying.next_delay(error) if retrying is not None else None
                 if delay is None:
                     raise translate_rpc_error(error) from error
-            time.sleep(delay)
+            sleep(delay)
 
     def stream_once(self, method: Callable[..., Any], request: Message) -> Any:
         """Opens a server stream that is not resumed; iterate it inside translating_rpc_errors()."""
-        self._check_open()
         return method(request, metadata=self.metadata)
 
     def stream(
@@ -94,14 +119,13 @@ class _Connection:
         reopen: Callable[[], bool] = _always,
         restart: Callable[[], None] | None = None,
         deadline: float | None = None,
-    ) -> Generator[Any, None, None]:
+    ) -> Generator[Any, None]:
         """Yields a server stream's responses, reopening it with `next_request()` after it drops.
 
         A stream reopens after UNAVAILABLE once it has delivered a frame (so an unreachable server fails fast),
         and after a clean close when `reopen()` says it is unfinished. OUT_OF_RANGE calls `restart` (when
         given) and reopens at once. Past the monotonic `deadline`, raises Timeout.
         """
-        self._check_open()
         reconnect = _base.Reconnect()
         connected = False
         while True:
@@ -137,44 +161,37 @@ class _Connection:
             raise Unavailable(f"lost the stream from {self.address} and could not reopen it") from failure
         left = _base.remaining(deadline)
         if left is not None and left <= delay:
-            time.sleep(left)
+            sleep(left)
             raise Timeout("the wait timed out")
-        time.sleep(delay)
-        ready = grpc.channel_ready_future(self.channel)
+        sleep(delay)
         limit = reconnect.remaining() if left is None else min(reconnect.remaining(), left - delay)
-        try:
-            ready.result(timeout=limit)
-        except grpc.FutureTimeoutError:
+        if not channel_ready(self.channel, limit):
             if deadline is not None and time.monotonic() >= deadline:
-                raise Timeout("the wait timed out") from None
+                raise Timeout("the wait timed out")
             raise Unavailable(f"lost the stream from {self.address} and could not reconnect") from failure
-        finally:
-            ready.cancel()
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise RuntimeError("this simplane client is closed")
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.channel.close()
+        self.closed = True
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            channel.close()
 
 
 def _upload(
     connection: _Connection, path: str | os.PathLike[str], prefix: str, progress: Progress | None, field: str
 ) -> str:
-    plan = plan_upload(path, field)
+    plan = run_blocking(plan_upload, path, field)
     failures: list[Exception] = []
 
     def requests() -> Iterator[storage_pb2.UploadFilesRequest]:
-        # gRPC reads this iterator on its own thread and reports a failure in it as a cancelled call;
+        # gRPC reads this iterator apart from the call and reports a failure in it as a cancelled call;
         # keep the real exception so it can be raised instead.
+        chunks = upload_requests(plan, prefix)
         done = 0
         try:
             if progress is not None:
                 progress(0, plan.total_bytes)
-            for request in upload_requests(plan, prefix):
+            while (request := run_blocking(next, chunks, None)) is not None:
                 yield request
                 done += len(request.chunk.data)
                 if progress is not None:
@@ -184,8 +201,9 @@ def _upload(
             raise
 
     try:
-        response = connection.call(connection.storage.UploadFiles, requests())  # type: ignore[arg-type]
-    except Exception:
+        with translating_rpc_errors():
+            response = connection.stubs.storage.UploadFiles(requests(), metadata=connection.metadata)
+    except BaseException:
         if failures:
             raise failures[0] from None
         raise
@@ -197,16 +215,20 @@ def _download(
 ) -> list[Path]:
     total = 0
     if progress is not None:
-        listing = connection.call(connection.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix), retry=True)
+        listing = connection.call(
+            connection.stubs.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix), retry=True
+        )
         total = sum(file.size for file in listing.files)
         progress(0, total)
     writer = DownloadWriter(directory)
     done = 0
-    call = connection.stream_once(connection.storage.DownloadFiles, storage_pb2.DownloadFilesRequest(prefix=prefix))
+    call = connection.stream_once(
+        connection.stubs.storage.DownloadFiles, storage_pb2.DownloadFilesRequest(prefix=prefix)
+    )
     try:
         with translating_rpc_errors():
             for response in call:
-                done += writer.write(response.chunk)
+                done += run_blocking(writer.write, response.chunk)
                 if progress is not None:
                     progress(done, total)
         return writer.finish()
@@ -229,34 +251,35 @@ class Task:
         self.last_info = info
 
     def __repr__(self) -> str:
-        return f"Task({self.id!r})"
+        return f"{type(self).__name__}({self.id!r})"
 
     @property
     def status(self) -> TaskStatus:
         """The current status, fetched from the server."""
-        return self.info().status
+        return (self.info()).status
 
     @property
     def exit_code(self) -> int | None:
         """The command's exit code, fetched from the server; None until the command exits."""
-        return self.info().exit_code
+        return (self.info()).exit_code
 
     def info(self) -> TaskInfo:
-        response = self._connection.call(
-            self._connection.tasks.GetTask, task_pb2.GetTaskRequest(task_id=self.id), retry=True
-        )
+        request = task_pb2.GetTaskRequest(task_id=self.id)
+        response = self._connection.call(self._connection.stubs.tasks.GetTask, request, retry=True)
         self.last_info = TaskInfo.from_proto(response.task)
         return self.last_info
 
     def wait(self, timeout: float | None = None) -> TaskStatus:
-        """Blocks until the task ends and returns its terminal status; raises simplane.Timeout after `timeout`
+        """Waits until the task ends and returns its terminal status; raises simplane.Timeout after `timeout`
         seconds. Follows the status stream (no polling) and rides out a server restart."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        states = self._states(None if timeout is None else time.monotonic() + timeout)
         try:
-            for _ in self._states(deadline):
+            for _ in states:
                 pass
         except Timeout:
             raise Timeout(f"task {self.id} did not end within {timeout} s") from None
+        finally:
+            states.close()
         assert self.last_info is not None
         return self.last_info.status
 
@@ -264,11 +287,11 @@ class Task:
         """The task's state now, then after each change, ending with its terminal state."""
         return self._states(None)
 
-    def _states(self, deadline: float | None) -> Iterator[TaskInfo]:
+    def _states(self, deadline: float | None) -> Generator[TaskInfo, None]:
         progress = _base.TaskProgress(self.id)
         cursor = progress.cursor
         responses = self._connection.stream(
-            self._connection.tasks.WatchTasks, cursor.request, restart=cursor.restart, deadline=deadline
+            self._connection.stubs.tasks.WatchTasks, cursor.request, restart=cursor.restart, deadline=deadline
         )
         try:
             for response in responses:
@@ -304,14 +327,16 @@ class Task:
         tail = _base.LogTail(self.id, follow=follow, stream=stream, lines=lines, file=file)
         return self._lines(tail)
 
-    def _lines(self, tail: _base.LogTail) -> Iterator[LogLine]:
-        frames = self._connection.stream(self._connection.tasks.TailLogs, tail.request, reopen=tail.should_reopen)
+    def _lines(self, tail: _base.LogTail) -> Generator[LogLine, None]:
+        frames = self._connection.stream(self._connection.stubs.tasks.TailLogs, tail.request, reopen=tail.should_reopen)
         try:
             for frame in frames:
-                yield from tail.lines(frame)
+                for line in tail.lines(frame):
+                    yield line
                 if tail.ended:
                     return
-            yield from tail.finish()
+            for line in tail.finish():
+                yield line
         finally:
             frames.close()
 
@@ -319,14 +344,14 @@ class Task:
         """Stops the task: SIGTERM, then SIGKILL after `grace_period` (server default 10 s).
         FailedPrecondition if it already ended."""
         request = _base.kill_request(self.id, grace_period)
-        response = self._connection.call(self._connection.tasks.KillTask, request)
+        response = self._connection.call(self._connection.stubs.tasks.KillTask, request)
         self.last_info = TaskInfo.from_proto(response.task)
         return self.last_info
 
     def list_files(self) -> list[TaskFile]:
         """The working directory while the task runs; its outputs once it ended."""
         request = task_pb2.ListTaskFilesRequest(task_id=self.id)
-        response = self._connection.call(self._connection.tasks.ListTaskFiles, request, retry=True)
+        response = self._connection.call(self._connection.stubs.tasks.ListTaskFiles, request, retry=True)
         return [TaskFile.from_proto(file) for file in response.files]
 
     def download_outputs(self, dir: str | os.PathLike[str], progress: Progress | None = None) -> list[Path]:
@@ -371,7 +396,7 @@ class Tasks:
         )
         if inputs is not None:
             request.inputs = _upload(self._connection, inputs, _base.inputs_prefix(), progress, "inputs")
-        response = self._connection.call(self._connection.tasks.SubmitTask, request, retry=True)
+        response = self._connection.call(self._connection.stubs.tasks.SubmitTask, request, retry=True)
         return Task(self._connection, response.task.id, TaskInfo.from_proto(response.task))
 
     def get(self, task_id: str) -> Task:
@@ -406,11 +431,11 @@ class Tasks:
         )
         return self._pages(listing)
 
-    def _pages(self, listing: _base.TaskListing) -> Iterator[TaskInfo]:
+    def _pages(self, listing: _base.TaskListing) -> Generator[TaskInfo, None]:
         while not listing.done:
-            yield from listing.page(
-                self._connection.call(self._connection.tasks.ListTasks, listing.request(), retry=True)
-            )
+            response = self._connection.call(self._connection.stubs.tasks.ListTasks, listing.request(), retry=True)
+            for info in listing.page(response):
+                yield info
 
     def watch(
         self,
@@ -424,8 +449,10 @@ class Tasks:
         cursor = _base.WatchCursor(task_ids=task_ids, project=project, machine_group=machine_group)
         return self._events(cursor)
 
-    def _events(self, cursor: _base.WatchCursor) -> Iterator[TaskEvent]:
-        responses = self._connection.stream(self._connection.tasks.WatchTasks, cursor.request, restart=cursor.restart)
+    def _events(self, cursor: _base.WatchCursor) -> Generator[TaskEvent, None]:
+        responses = self._connection.stream(
+            self._connection.stubs.tasks.WatchTasks, cursor.request, restart=cursor.restart
+        )
         try:
             for response in responses:
                 event = cursor.event(response)
@@ -453,9 +480,8 @@ class Storage:
         return _download(self._connection, prefix, dir, progress)
 
     def list(self, prefix: str = "") -> builtins.list[StoredFile]:
-        response = self._connection.call(
-            self._connection.storage.ListFiles, storage_pb2.ListFilesRequest(prefix=prefix), retry=True
-        )
+        request = storage_pb2.ListFilesRequest(prefix=prefix)
+        response = self._connection.call(self._connection.stubs.storage.ListFiles, request, retry=True)
         return [StoredFile.from_proto(file) for file in response.files]
 
 
@@ -466,29 +492,29 @@ class Account:
         self._connection = connection
 
     def whoami(self) -> User:
-        response = self._connection.call(self._connection.account.WhoAmI, account_pb2.WhoAmIRequest(), retry=True)
+        response = self._connection.call(self._connection.stubs.account.WhoAmI, account_pb2.WhoAmIRequest(), retry=True)
         return User.from_proto(response.user)
 
     def create_user(self, name: str, admin: bool = False) -> tuple[User, str]:
         """Creates a user (admins only); returns it with its first API key's secret, shown only now."""
         request = account_pb2.CreateUserRequest(name=name, admin=admin)
-        response = self._connection.call(self._connection.account.CreateUser, request)
+        response = self._connection.call(self._connection.stubs.account.CreateUser, request)
         return User.from_proto(response.user), response.secret
 
     def create_api_key(self, description: str = "") -> tuple[ApiKey, str]:
         """A new key for the caller; returns it with its secret, shown only now."""
         request = account_pb2.CreateApiKeyRequest(description=description)
-        response = self._connection.call(self._connection.account.CreateApiKey, request)
+        response = self._connection.call(self._connection.stubs.account.CreateApiKey, request)
         return ApiKey.from_proto(response.api_key), response.secret
 
     def list_api_keys(self) -> list[ApiKey]:
-        response = self._connection.call(
-            self._connection.account.ListApiKeys, account_pb2.ListApiKeysRequest(), retry=True
-        )
+        request = account_pb2.ListApiKeysRequest()
+        response = self._connection.call(self._connection.stubs.account.ListApiKeys, request, retry=True)
         return [ApiKey.from_proto(key) for key in response.api_keys]
 
     def revoke_api_key(self, id: str) -> ApiKey:
-        response = self._connection.call(self._connection.account.RevokeApiKey, account_pb2.RevokeApiKeyRequest(id=id))
+        request = account_pb2.RevokeApiKeyRequest(id=id)
+        response = self._connection.call(self._connection.stubs.account.RevokeApiKey, request)
         return ApiKey.from_proto(response.api_key)
 
 
@@ -500,19 +526,19 @@ class MachineGroups:
 
     def list(self) -> builtins.list[MachineGroupInfo]:
         request = machine_group_pb2.ListMachineGroupsRequest()
-        response = self._connection.call(self._connection.machine_groups.ListMachineGroups, request, retry=True)
+        response = self._connection.call(self._connection.stubs.machine_groups.ListMachineGroups, request, retry=True)
         return [MachineGroupInfo.from_proto(group) for group in response.machine_groups]
 
     def machines(self, group: str | None = None) -> builtins.list[MachineInfo]:
         """The machines of one group, or of every group."""
         request = machine_group_pb2.ListMachinesRequest(machine_group=group or "")
-        response = self._connection.call(self._connection.machine_groups.ListMachines, request, retry=True)
+        response = self._connection.call(self._connection.stubs.machine_groups.ListMachines, request, retry=True)
         return [MachineInfo.from_proto(machine) for machine in response.machines]
 
     def create_agent_token(self, machine_group: str = "local") -> str:
         """A secret with which `simplane agent` joins the group (admins only); shown only now."""
         request = machine_group_pb2.CreateAgentTokenRequest(machine_group=machine_group)
-        response = self._connection.call(self._connection.machine_groups.CreateAgentToken, request)
+        response = self._connection.call(self._connection.stubs.machine_groups.CreateAgentToken, request)
         token: str = response.token
         return token
 
@@ -549,7 +575,7 @@ class Client:
         self.machine_groups = MachineGroups(self._connection)
 
     def __repr__(self) -> str:
-        return f"Client(address={self.address!r})"
+        return f"{type(self).__name__}(address={self.address!r})"
 
     def task(self, task_id: str) -> Task:
         """A handle on a task, without asking the server anything."""

@@ -1,7 +1,8 @@
-"""Regenerate the API code from protos/ (one command, reproducible; CI checks the result).
+"""Regenerate all generated code (one command, reproducible; CI checks the result).
 
 Python stubs go to client/_api: protoc writes modules that import each other as `simplane.v1.*`; they are
 installed as the private package `simplane._api.v1`, so the imports are rewritten on the way.
+The blocking client, client/_sync.py, is client/_async.py rewritten by unasync (docs/client.md).
 TypeScript for the console goes to console/src/gen, by buf and protoc-gen-es from console/node_modules
 (`npm ci` in console/ first); without them that step is skipped with a note.
 """
@@ -15,10 +16,30 @@ import sys
 import tempfile
 from pathlib import Path
 
+import tokenize_rt
+import unasync
+
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 PYTHON_OUT = ROOT / "client" / "_api"
 CONSOLE = ROOT / "console"
+ASYNC_CLIENT = ROOT / "client" / "_async.py"
+SYNC_CLIENT = ROOT / "client" / "_sync.py"
+
+# Names unasync does not know (it turns any other AsyncX into SyncX); its own table covers __aenter__,
+# AsyncIterator, AsyncGenerator and the like.
+SYNC_NAMES = {
+    "AsyncAccount": "Account",
+    "AsyncClient": "Client",
+    "AsyncMachineGroups": "MachineGroups",
+    "AsyncStorage": "Storage",
+    "AsyncTask": "Task",
+    "AsyncTasks": "Tasks",
+    "aclose": "close",
+    "_io_async": "_io_sync",
+}
+_ASYNC_KEYWORD = re.compile(r"\b(?:async|await) ")
+_ASYNC_NAME = re.compile(r"\b(?:" + "|".join(SYNC_NAMES) + r")\b")
 
 _PROTO_MODULE = re.compile(r"\bsimplane\.v1(?=\.\w+_pb2\b| import )")
 
@@ -49,6 +70,36 @@ def generate_python() -> None:
             (PYTHON_OUT / "v1" / generated.name).write_text(text)
 
 
+def generate_sync_client() -> None:
+    """client/_sync.py from client/_async.py: unasync drops async/await and renames (SYNC_NAMES); the same
+    happens to the words of docstrings and comments, which unasync leaves alone; then ruff formats it."""
+    rule = unasync.Rule("/_async/", "/_sync/", additional_replacements=SYNC_NAMES)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp, "_async", ASYNC_CLIENT.name)
+        source.parent.mkdir()
+        shutil.copyfile(ASYNC_CLIENT, source)
+        unasync.unasync_files([str(source)], [rule])
+        tokens = tokenize_rt.src_to_tokens(Path(tmp, "_sync", ASYNC_CLIENT.name).read_text())
+    for index, token in enumerate(tokens):
+        if token.name in ("STRING", "COMMENT"):
+            prose = _ASYNC_KEYWORD.sub("", token.src)
+            tokens[index] = token._replace(src=_ASYNC_NAME.sub(lambda match: SYNC_NAMES[match[0]], prose))
+    header = (
+        f"# Generated from {ASYNC_CLIENT.relative_to(ROOT)} by scripts/generate.py (unasync). Do not edit:"
+        " edit that file and rerun.\n"
+    )
+    text = header + tokenize_rt.tokens_to_src(tokens)
+    for ruff in (["check", "--fix-only", "--select", "I"], ["format"]):  # renamed imports sort differently
+        text = subprocess.run(
+            [sys.executable, "-m", "ruff", *ruff, "--stdin-filename", str(SYNC_CLIENT), "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    SYNC_CLIENT.write_text(text)
+
+
 def generate_typescript() -> bool:
     """False when the console's npm packages are not installed, so there is nothing to generate with."""
     buf = CONSOLE / "node_modules" / ".bin" / "buf"
@@ -60,5 +111,6 @@ def generate_typescript() -> bool:
 
 if __name__ == "__main__":
     generate_python()
+    generate_sync_client()
     if not generate_typescript():
         print("skipped console/src/gen: run 'npm ci' in console/ first", file=sys.stderr)
