@@ -257,12 +257,14 @@ class AsyncTask:
     @property
     async def status(self) -> TaskStatus:
         """The current status, fetched from the server."""
-        return (await self.info()).status
+        info = await self.info()
+        return info.status
 
     @property
     async def exit_code(self) -> int | None:
         """The command's exit code, fetched from the server; None until the command exits."""
-        return (await self.info()).exit_code
+        info = await self.info()
+        return info.exit_code
 
     async def info(self) -> TaskInfo:
         request = task_pb2.GetTaskRequest(task_id=self.id)

@@ -256,12 +256,14 @@ class Task:
     @property
     def status(self) -> TaskStatus:
         """The current status, fetched from the server."""
-        return (self.info()).status
+        info = self.info()
+        return info.status
 
     @property
     def exit_code(self) -> int | None:
         """The command's exit code, fetched from the server; None until the command exits."""
-        return (self.info()).exit_code
+        info = self.info()
+        return info.exit_code
 
     def info(self) -> TaskInfo:
         request = task_pb2.GetTaskRequest(task_id=self.id)
