@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import datetime
@@ -77,22 +78,26 @@ class _Connection:
         self.retry_timeout = retry_timeout
         self._channel: Channel | None = None
         self._stubs: _Stubs | None = None
+        # The blocking client may be shared by threads (the CLI's status thread): one channel, opened once.
+        self._opening = threading.Lock()
         self.closed = False
 
     @property
     def channel(self) -> Channel:
         if self.closed:
             raise RuntimeError("this simplane client is closed")
-        if self._channel is None:
-            self._channel = open_channel(self.address, _base.CHANNEL_OPTIONS)
-        return self._channel
+        with self._opening:
+            if self._channel is None:
+                self._channel = open_channel(self.address, _base.CHANNEL_OPTIONS)
+            return self._channel
 
     @property
     def stubs(self) -> _Stubs:
         channel = self.channel
-        if self._stubs is None:
-            self._stubs = _Stubs(channel)
-        return self._stubs
+        with self._opening:
+            if self._stubs is None:
+                self._stubs = _Stubs(channel)
+            return self._stubs
 
     def call(self, method: UnaryCall[Request, Response], request: Request, *, retry: bool = False) -> Response:
         """One unary call; with `retry` (safe to repeat) it is repeated while the server answers UNAVAILABLE,
