@@ -12,8 +12,9 @@ from pathlib import Path
 import grpc
 
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc
+from simplane._protocol.backoff import Backoff
+from simplane._protocol.channel import channel_options
 from simplane.agent import machine_stats
-from simplane.agent.backoff import Backoff
 from simplane.agent.held_tasks import HeldTasks
 from simplane.agent.machine_identity import REFUSED
 from simplane.agent.sandbox import Sandbox
@@ -29,17 +30,7 @@ DEFAULT_HEARTBEAT_INTERVAL = 5.0
 BATCH_BYTES = 256 * 1024
 # Listings, file data and heartbeats waiting to be sent; readers of files wait when it is full.
 CONTROL_QUEUE_SIZE = 64
-CHANNEL_OPTIONS = (
-    # Reconnect within a second of the server coming back, not after gRPC's default of 1 s growing to 120 s.
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # Ping a quiet connection, so a dead one is noticed and replaced within half a minute.
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-)
+CHANNEL_OPTIONS = channel_options(first_reconnect_ms=50, ping_without_calls=True)
 
 
 class FatalConnectError(Exception):

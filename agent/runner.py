@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from simplane._api.v1 import agent_pb2, task_pb2
-from simplane.agent.backoff import Backoff
+from simplane._protocol.backoff import Backoff
 from simplane.agent.output_spool import MAX_CHUNK, OutputSpool
 from simplane.agent.sandbox import Sandbox, TaskDirs, TaskProcess
 from simplane.agent.task_files import timestamp_ns

@@ -6,16 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import task_pb2
+from simplane._protocol.task_outputs import outputs_prefix
 from simplane.server import errors, task_states
 from simplane.server.agents import AgentHub
 from simplane.server.file_store import FileStore
 from simplane.server.task_record import TaskRecord
 
 L = task_pb2.LogStream
-
-
-def outputs_prefix(task_id: str) -> str:
-    return f"tasks/{task_id}/outputs/"
 
 
 class TaskFiles:
