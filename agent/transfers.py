@@ -55,7 +55,7 @@ class UploadedOutputs:
 class Transfers:
     """File transfers for the agent's tasks over its channel, retried while the server is unreachable."""
 
-    def __init__(self, stub: agent_pb2_grpc.AgentServiceStub, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, stub: agent_pb2_grpc.AgentServiceAsyncStub, metadata: tuple[tuple[str, str], ...]) -> None:
         self._stub = stub
         self._metadata = metadata
 

@@ -10,10 +10,11 @@ import asyncio
 import importlib
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlmodel import Session, col
 
 from simplane._api.v1 import storage_pb2
 from simplane._protocol.paths import UnsafePath, folder_prefix, relative_path
@@ -72,20 +73,21 @@ class FileStore:
                     if self._space.refused(error):
                         raise errors.ResourceExhausted(NO_SPACE) from error
                     raise
+            incoming = current
             try:
-                await asyncio.to_thread(current.write, chunk.offset, chunk.data)
+                await asyncio.to_thread(incoming.write, chunk.offset, chunk.data)
                 if chunk.sha256:
-                    size = await asyncio.to_thread(current.finish, chunk.sha256)
+                    size = await asyncio.to_thread(incoming.finish, chunk.sha256)
                     self._space.wrote()
-                    await self._database.run(_record, owner, current.relative, size, chunk.sha256, current.mode)
+                    await self._database.run(_record, owner, incoming.relative, size, chunk.sha256, incoming.mode)
                     files += 1
                     total += size
                     current = None
             except errors.DomainError:
-                current.discard()
+                incoming.discard()
                 raise
             except OSError as error:
-                current.discard()
+                incoming.discard()
                 if self._space.refused(error):
                     raise errors.ResourceExhausted(NO_SPACE) from error
                 raise
@@ -99,13 +101,17 @@ class FileStore:
             lambda s: list(
                 s.execute(
                     select(StoredFileRow)
-                    .where(StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix, autoescape=True))
+                    .where(
+                        col(StoredFileRow.owner) == owner, col(StoredFileRow.path).startswith(prefix, autoescape=True)
+                    )
                     .order_by(StoredFileRow.path)
                 ).scalars()
             )
         )
 
-    async def chunks(self, owner: str, files: list[StoredFileRow], strip: str) -> AsyncIterator[storage_pb2.FileChunk]:
+    async def chunks(
+        self, owner: str, files: Sequence[StoredFileRow], strip: str
+    ) -> AsyncIterator[storage_pb2.FileChunk]:
         """Each file as chunks, paths relative to `strip`; the last chunk of each carries its SHA-256."""
         root = self._user_root(owner)
         for stored in files:
@@ -138,7 +144,7 @@ class FileStore:
         await self._database.run(
             lambda s: s.execute(
                 delete(StoredFileRow).where(
-                    StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix, autoescape=True)
+                    col(StoredFileRow.owner) == owner, col(StoredFileRow.path).startswith(prefix, autoescape=True)
                 )
             )
         )
@@ -177,10 +183,10 @@ class _Incoming:
         self._file.discard()
 
 
-def _record(session, owner: str, path: str, size: int, sha256: str, mode: int) -> None:  # type: ignore[no-untyped-def]
+def _record(session: Session, owner: str, path: str, size: int, sha256: str, mode: int) -> None:
     values = {"owner": owner, "path": path, "size": size, "sha256": sha256, "created_at": time.time(), "mode": mode}
     # The database's own upsert; its dialect module is imported here, where it is used, to keep start-up short.
-    dialect = importlib.import_module(f"sqlalchemy.dialects.{session.bind.dialect.name}")
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{session.get_bind().dialect.name}")
     statement = dialect.insert(StoredFileRow).values(**values)
     session.execute(
         statement.on_conflict_do_update(
