@@ -12,8 +12,9 @@ from pathlib import Path
 import grpc
 
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc
+from simplane._protocol.backoff import Backoff
+from simplane._protocol.channel import channel_options
 from simplane.agent import machine_stats
-from simplane.agent.backoff import Backoff
 from simplane.agent.held_tasks import HeldTasks
 from simplane.agent.machine_identity import REFUSED
 from simplane.agent.sandbox import Sandbox
@@ -29,17 +30,7 @@ DEFAULT_HEARTBEAT_INTERVAL = 5.0
 BATCH_BYTES = 256 * 1024
 # Listings, file data and heartbeats waiting to be sent; readers of files wait when it is full.
 CONTROL_QUEUE_SIZE = 64
-CHANNEL_OPTIONS = (
-    # Reconnect within a second of the server coming back, not after gRPC's default of 1 s growing to 120 s.
-    ("grpc.initial_reconnect_backoff_ms", 50),
-    ("grpc.min_reconnect_backoff_ms", 50),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    # Ping a quiet connection, so a dead one is noticed and replaced within half a minute.
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-)
+CHANNEL_OPTIONS = channel_options(first_reconnect_ms=50, ping_without_calls=True)
 
 
 class FatalConnectError(Exception):
@@ -147,25 +138,30 @@ class _Session:
     (listing, file data, heartbeat), then the next task's batch of output and updates.
     """
 
-    def __init__(self, call: grpc.aio.StreamStreamCall, held: HeldTasks, wake: asyncio.Event) -> None:
+    def __init__(
+        self,
+        call: grpc.aio.StreamStreamCall[agent_pb2.ConnectRequest, agent_pb2.ConnectResponse],
+        held: HeldTasks,
+        wake: asyncio.Event,
+    ) -> None:
         self.welcomed = False
         self._call = call
         self._held = held
         self._wake = wake
         self._control: asyncio.Queue[agent_pb2.ConnectRequest] = asyncio.Queue(CONTROL_QUEUE_SIZE)
-        self._reads: dict[str, asyncio.Task] = {}
-        self._listings: set[asyncio.Task] = set()
+        self._reads: dict[str, asyncio.Task[None]] = {}
+        self._listings: set[asyncio.Task[None]] = set()
         self._heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL
 
     async def run(self, hello: agent_pb2.ConnectRequest, backoff: Backoff) -> None:
-        loops: list[asyncio.Task] = []
+        loops: list[asyncio.Task[None]] = []
         try:
             await self._call.write(hello)
             try:
                 first = await asyncio.wait_for(self._call.read(), WELCOME_TIMEOUT)
             except TimeoutError:
                 raise _NoWelcome(f"no welcome within {WELCOME_TIMEOUT:g} s") from None
-            if first is grpc.aio.EOF:
+            if not isinstance(first, agent_pb2.ConnectResponse):  # grpc.aio.EOF: the server closed the stream
                 return
             if not first.HasField("welcome"):
                 raise _NoWelcome(f"the server answered the hello with {first.WhichOneof('message')}")
@@ -201,7 +197,7 @@ class _Session:
 
     async def _receive(self) -> None:
         held = self._held
-        while (response := await self._call.read()) is not grpc.aio.EOF:
+        while isinstance(response := await self._call.read(), agent_pb2.ConnectResponse):  # else grpc.aio.EOF
             kind = response.WhichOneof("message")
             if kind == "output_ack":
                 held.ack_output(response.output_ack)
@@ -269,7 +265,7 @@ class _Session:
         self._reads[command.request_id] = read
         read.add_done_callback(partial(self._forget_read, command.request_id))
 
-    def _forget_read(self, request_id: str, read: asyncio.Task) -> None:
+    def _forget_read(self, request_id: str, read: asyncio.Task[None]) -> None:
         if self._reads.get(request_id) is read:
             del self._reads[request_id]
 

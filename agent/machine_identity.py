@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc
-from simplane.agent.backoff import Backoff
+from simplane._protocol.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from simplane._api.v1 import agent_pb2, task_pb2
-from simplane.agent.backoff import Backoff
+from simplane._protocol.backoff import Backoff
 from simplane.agent.output_spool import MAX_CHUNK, OutputSpool
 from simplane.agent.sandbox import Sandbox, TaskDirs, TaskProcess
 from simplane.agent.task_files import timestamp_ns
@@ -79,7 +79,7 @@ class TaskRun:
         self._sent_seq = 0
         self._kill: agent_pb2.TaskKill | None = None
         self._process: TaskProcess | None = None
-        self._preparing: asyncio.Task | None = None
+        self._preparing: asyncio.Task[asyncio.subprocess.Process] | None = None
         self._force_kill: asyncio.TimerHandle | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._resend_timer: asyncio.TimerHandle | None = None
@@ -132,7 +132,7 @@ class TaskRun:
         self.ack_update(resume.update_seq)
         self._sent_seq = resume.update_seq
 
-    def ack_output(self, stream: int, offset: int) -> None:
+    def ack_output(self, stream: task_pb2.LogStream.ValueType, offset: int) -> None:
         spool = self._spools.get(stream)
         if spool is not None:
             spool.ack(offset)
@@ -315,7 +315,7 @@ class TaskRun:
 
     # Updates.
 
-    def _record(self, status: int, *, exit_code: int | None = None, error: str = "") -> None:
+    def _record(self, status: task_pb2.TaskStatus.ValueType, *, exit_code: int | None = None, error: str = "") -> None:
         self._seq += 1
         stdout_size = self._spools[STDOUT].size
         stderr_size = self._spools[STDERR].size
@@ -337,7 +337,7 @@ class TaskRun:
         self._updates.append(_PendingUpdate(update, stdout_size, stderr_size))
         self._on_change(self)
 
-    def _finish(self, status: int, *, exit_code: int | None = None, error: str = "") -> None:
+    def _finish(self, status: task_pb2.TaskStatus.ValueType, *, exit_code: int | None = None, error: str = "") -> None:
         self.finished = True
         self.process_ended.set()
         self._record(status, exit_code=exit_code, error=error)
@@ -359,7 +359,7 @@ class TaskRun:
         self._flush_timer = None
         self._on_change(self)
 
-    def _take_output(self, messages: list[agent_pb2.ConnectRequest], limits: tuple[int, int], budget: int) -> int:
+    def _take_output(self, messages: list[agent_pb2.ConnectRequest], limits: tuple[int, ...], budget: int) -> int:
         for stream, limit in zip((STDOUT, STDERR), limits, strict=True):
             spool = self._spools[stream]
             while budget > 0 and spool.sent < limit:

@@ -8,27 +8,17 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from simplane._api.v1 import agent_pb2, task_pb2
+from simplane._protocol.paths import UnsafePath, relative_path
+from simplane._protocol.tail import tail_offset
 
 READ_CHUNK = 64 * 1024
 # How often a followed file is checked for appended data.
 FOLLOW_INTERVAL = 0.05
-
-
-class PathError(ValueError):
-    """A path that is not a plain relative path inside the working directory."""
-
-
-def relative_path(path: str) -> PurePosixPath:
-    """`path` as a relative path that cannot leave the directory it is relative to."""
-    relative = PurePosixPath(path)
-    if not path or relative.is_absolute() or ".." in relative.parts or relative == PurePosixPath("."):
-        raise PathError(f"{path!r}: not a relative path inside the working directory")
-    return relative
 
 
 # The times the server takes: nanoseconds since the epoch in 64 bits (years 1677 to 2262). A file can carry any
@@ -66,28 +56,6 @@ def list_files(work_dir: Path) -> list[task_pb2.TaskFile]:
     ]
 
 
-def tail_offset(fd: int, end: int, lines: int) -> int:
-    """The offset of the first of the last `lines` lines before `end`, reading backwards from the end.
-
-    A newline at the very end closes the last line rather than starting an empty one.
-    """
-    position = end
-    wanted = lines + 1 if end and os.pread(fd, 1, end - 1) == b"\n" else lines
-    while position > 0:
-        start = max(0, position - READ_CHUNK)
-        block = os.pread(fd, position - start, start)
-        index = len(block)
-        while wanted:
-            index = block.rfind(b"\n", 0, index)
-            if index < 0:
-                break
-            wanted -= 1
-        if not wanted:
-            return start + index + 1
-        position = start
-    return 0
-
-
 async def read_file(
     work_dir: Path,
     command: agent_pb2.ReadFileCommand,
@@ -101,9 +69,9 @@ async def read_file(
     try:
         path = _resolve(work_dir, command.path)
         if not stat.S_ISREG(path.stat().st_mode):
-            raise PathError(f"{command.path}: not a regular file")
+            raise UnsafePath(f"{command.path}: not a regular file")
         fd = os.open(path, os.O_RDONLY)
-    except (PathError, OSError) as err:
+    except (UnsafePath, OSError) as err:
         yield agent_pb2.FileData(request_id=request_id, error=_describe(command.path, err))
         return
     try:
@@ -140,7 +108,7 @@ def _frame(request_id: str, offset: int, data: bytes, eof: bool = False) -> agen
 def _resolve(work_dir: Path, path: str) -> Path:
     full = (work_dir / relative_path(path)).resolve()
     if not full.is_relative_to(work_dir.resolve()):
-        raise PathError(f"{path!r}: outside the working directory")
+        raise UnsafePath(f"{path!r}: outside the working directory")
     return full
 
 

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import grpc
 
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
-from simplane.agent.backoff import Backoff
-from simplane.agent.task_files import PathError, relative_path, walk_files
+from simplane._protocol.backoff import Backoff
+from simplane._protocol.paths import UnsafePath, relative_path
+from simplane._protocol.transfer import CorruptTransfer, IncomingFile, file_chunks
+from simplane.agent.task_files import walk_files
 
-UPLOAD_CHUNK = 1024 * 1024
 # Failures that say nothing about the transfer itself: the server restarted or the network dropped.
 RETRIED_CODES = frozenset(
     {
@@ -55,7 +55,7 @@ class UploadedOutputs:
 class Transfers:
     """File transfers for the agent's tasks over its channel, retried while the server is unreachable."""
 
-    def __init__(self, stub: agent_pb2_grpc.AgentServiceStub, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, stub: agent_pb2_grpc.AgentServiceAsyncStub, metadata: tuple[tuple[str, str], ...]) -> None:
         self._stub = stub
         self._metadata = metadata
 
@@ -101,7 +101,7 @@ class Transfers:
                     incoming = None
         finally:
             if incoming is not None:
-                incoming.file.close()
+                incoming.discard()
         if incoming is not None:
             raise TransferError(f"input {incoming.path}: incomplete")
         return staged
@@ -127,7 +127,7 @@ class Transfers:
                 except FileNotFoundError:
                     continue
                 try:
-                    for chunk in _file_chunks(path, file):
+                    for chunk in file_chunks(path, file):
                         uploaded.bytes += len(chunk.data)
                         yield agent_pb2.UploadOutputsRequest(chunk=chunk)
                 finally:
@@ -138,56 +138,35 @@ class Transfers:
         return uploaded
 
 
-def _file_chunks(path: str, file: BinaryIO) -> Iterator[storage_pb2.FileChunk]:
-    """The chunks of one file: the mode on the first, the SHA-256 of the whole file on the last."""
-    digest = hashlib.sha256()
-    mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
-    offset = 0
-    data = file.read(UPLOAD_CHUNK)
-    while True:
-        following = file.read(UPLOAD_CHUNK) if len(data) == UPLOAD_CHUNK else b""
-        digest.update(data)
-        yield storage_pb2.FileChunk(
-            path=path,
-            offset=offset,
-            data=data,
-            mode=mode if offset == 0 else 0,
-            sha256="" if following else digest.hexdigest(),
-        )
-        if not following:
-            return
-        offset += len(data)
-        data = following
-
-
 class _IncomingFile:
     """One input file being written, chunk by chunk, in offset order."""
 
     def __init__(self, work_dir: Path, first: storage_pb2.FileChunk) -> None:
         try:
             relative = relative_path(first.path)
-        except PathError as err:
+        except UnsafePath as err:
             raise TransferError(f"input {err}") from err
         self.path = first.path
-        self.target = work_dir / relative
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.target, "wb")  # noqa: SIM115 - closed by finish() or by the download
-        self.mode = first.mode or 0o644
-        self.size = 0
-        self._digest = hashlib.sha256()
+        self._file = IncomingFile(work_dir / relative, stat.S_IMODE(first.mode or 0o644))
+
+    @property
+    def size(self) -> int:
+        return self._file.size
 
     def write(self, chunk: storage_pb2.FileChunk) -> None:
-        if chunk.offset != self.size:
-            raise TransferError(f"input {self.path}: chunk at offset {chunk.offset}, expected {self.size}")
-        self.file.write(chunk.data)
-        self._digest.update(chunk.data)
-        self.size += len(chunk.data)
+        try:
+            self._file.write(chunk.offset, chunk.data)
+        except CorruptTransfer as err:
+            raise TransferError(f"input {self.path}: {err}") from err
 
     def finish(self, sha256: str) -> tuple[int, int]:
-        """Closes the file after checking its checksum; returns its (size, mtime in ns)."""
-        self.file.close()
-        if self._digest.hexdigest() != sha256.lower():
-            raise TransferError(f"input {self.path}: checksum mismatch")
-        os.chmod(self.target, stat.S_IMODE(self.mode))
-        info = os.stat(self.target)
+        """Checks the file's checksum and gives it its name; returns its (size, mtime in ns)."""
+        try:
+            self._file.finish(sha256)
+        except CorruptTransfer as err:
+            raise TransferError(f"input {self.path}: {err}") from err
+        info = os.stat(self._file.target)
         return info.st_size, info.st_mtime_ns
+
+    def discard(self) -> None:
+        self._file.discard()

@@ -1,23 +1,20 @@
 """Moving files through StorageService: a local tree into UploadFiles chunks, DownloadFiles chunks into files.
 
-Chunks are 1 MiB; each file's first chunk carries its permission bits and its last one its SHA-256, which the
-download side checks before a file takes its final name.
+The chunking, checksums and safe writing are simplane._protocol.transfer's, shared with the agent and the server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from pathlib import Path
 
 from simplane._api.v1 import storage_pb2
+from simplane._protocol.paths import UnsafePath, relative_path
+from simplane._protocol.transfer import CorruptTransfer, IncomingFile, file_chunks
 from simplane.errors import DataLoss, InvalidArgument, SimplaneError
-
-CHUNK_BYTES = 1024 * 1024
 
 Progress = Callable[[int, int], None]
 """Called as bytes move: progress(done_bytes, total_bytes)."""
@@ -72,57 +69,40 @@ def upload_requests(plan: UploadPlan, prefix: str) -> Generator[storage_pb2.Uplo
     yield storage_pb2.UploadFilesRequest(prefix=prefix)
     for file in plan.files:
         with file.source.open("rb") as reader:
-            mode = stat.S_IMODE(os.fstat(reader.fileno()).st_mode)
-            digest = hashlib.sha256()
-            offset = 0
-            data = reader.read(CHUNK_BYTES)
-            while True:
-                following = reader.read(CHUNK_BYTES) if len(data) == CHUNK_BYTES else b""
-                digest.update(data)
-                chunk = storage_pb2.FileChunk(path=file.path, offset=offset, data=data)
-                if offset == 0:
-                    chunk.mode = mode
-                if not following:
-                    chunk.sha256 = digest.hexdigest()
+            for chunk in file_chunks(file.path, reader):
                 yield storage_pb2.UploadFilesRequest(chunk=chunk)
-                if not following:
-                    break
-                offset += len(data)
-                data = following
 
 
 class DownloadWriter:
-    """Writes DownloadFiles chunks under a directory. Each file is written as `<name>.part` and renamed once its
-    SHA-256 matches, so a finished name always holds a complete file."""
+    """Writes DownloadFiles chunks under a directory, each file through a temporary file that takes its name only
+    once its SHA-256 matches (simplane._protocol.transfer), so a finished name always holds a complete file."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.paths: list[Path] = []
         self._path = ""  # as the server names it
-        self._target: Path | None = None
-        self._partial: Path | None = None
-        self._writer: BinaryIO | None = None
-        self._digest = hashlib.sha256()
-        self._written = 0
-        self._mode = 0
+        self._incoming: IncomingFile | None = None
 
     def write(self, chunk: storage_pb2.FileChunk) -> int:
         """Stores one chunk; returns its size in bytes."""
-        if self._writer is None or chunk.path != self._path:
+        if self._incoming is None or chunk.path != self._path:
             self._start(chunk)
-        assert self._writer is not None
-        if chunk.offset != self._written:
-            raise DataLoss(f"download of {chunk.path}: expected offset {self._written}, got {chunk.offset}")
-        self._writer.write(chunk.data)
-        self._digest.update(chunk.data)
-        self._written += len(chunk.data)
+        assert self._incoming is not None
+        try:
+            self._incoming.write(chunk.offset, chunk.data)
+            if chunk.sha256:
+                self._incoming.finish(chunk.sha256)
+        except CorruptTransfer as error:
+            self.abort()
+            raise DataLoss(f"download of {chunk.path}: {error}") from None
         if chunk.sha256:
-            self._complete(chunk.sha256)
+            self.paths.append(self._incoming.target)
+            self._incoming = None
         return len(chunk.data)
 
     def finish(self) -> list[Path]:
         """The stream ended: the files written, or DataLoss if the last one was cut off."""
-        if self._writer is not None:
+        if self._incoming is not None:
             path = self._path
             self.abort()
             raise DataLoss(f"download ended in the middle of {path}")
@@ -130,42 +110,17 @@ class DownloadWriter:
 
     def abort(self) -> None:
         """Removes the file being written, after a failure."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._partial is not None:
-            self._partial.unlink(missing_ok=True)
-            self._partial = None
+        if self._incoming is not None:
+            self._incoming.discard()
+            self._incoming = None
 
     def _start(self, chunk: storage_pb2.FileChunk) -> None:
-        if self._writer is not None:
+        if self._incoming is not None:
             self.abort()
             raise DataLoss(f"download of {self._path}: the server moved on before its last chunk")
-        target = self._safe_target(chunk.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            relative = relative_path(chunk.path)
+        except UnsafePath:
+            raise SimplaneError(f"download: the server sent an unsafe path {chunk.path!r}") from None
         self._path = chunk.path
-        self._target = target
-        self._partial = target.with_name(target.name + ".part")
-        self._writer = self._partial.open("wb")
-        self._digest = hashlib.sha256()
-        self._written = 0
-        self._mode = chunk.mode
-
-    def _complete(self, sha256: str) -> None:
-        assert self._writer is not None and self._partial is not None and self._target is not None
-        self._writer.close()
-        self._writer = None
-        if self._digest.hexdigest() != sha256:
-            self.abort()
-            raise DataLoss(f"download of {self._path}: SHA-256 mismatch")
-        if self._mode:
-            os.chmod(self._partial, self._mode & 0o7777)
-        os.replace(self._partial, self._target)
-        self._partial = None
-        self.paths.append(self._target)
-
-    def _safe_target(self, path: str) -> Path:
-        relative = PurePosixPath(path)
-        if not path or relative.is_absolute() or ".." in relative.parts:
-            raise SimplaneError(f"download: the server sent an unsafe path {path!r}")
-        return self.directory.joinpath(*relative.parts)
+        self._incoming = IncomingFile(self.directory.joinpath(*relative.parts), (chunk.mode or 0o644) & 0o7777)

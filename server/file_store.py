@@ -7,47 +7,37 @@ anything, so a broken upload never leaves a half file behind.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import importlib
 import os
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from sqlalchemy import delete, select
+from sqlmodel import Session, col
 
 from simplane._api.v1 import storage_pb2
+from simplane._protocol.paths import UnsafePath, folder_prefix, relative_path
+from simplane._protocol.tail import tail_offset
+from simplane._protocol.transfer import ChecksumMismatch, IncomingFile, OffsetMismatch, file_chunks
 from simplane.server import errors
 from simplane.server.disk_space import NO_SPACE, DataDirSpace
-from simplane.server.log_store import tail_offset
+from simplane.server.log_store import MAX_FRAME
 from simplane.server.store.database import Database
 from simplane.server.store.models import StoredFileRow
 
-CHUNK = 1024 * 1024
-FRAME = 256 * 1024  # the most sent in one TailLogs frame, well under gRPC's default 4 MiB message limit
 # Stored files are the server's user's alone; the mode they were uploaded with is kept in the database.
 STORED_FILE_MODE = 0o600
 
 
 def check_path(field: str, path: str, *, prefix: bool = False) -> str:
-    """A relative, normalised path that stays inside its root; a prefix may be empty or end with '/'."""
-    if prefix and path == "":
-        return path
-    body = path[:-1] if prefix and path.endswith("/") else path
-    if prefix and not path.endswith("/"):
-        raise errors.InvalidArgument(field, f"{path!r} must end with '/'")
-    parts = PurePosixPath(body).parts
-    if (
-        not body
-        or body.startswith("/")
-        or "\0" in body
-        or "\\" in body
-        or any(part in ("..", ".") for part in parts)
-        or "/".join(parts) != body
-    ):
-        raise errors.InvalidArgument(field, f"{path!r} is not a clean relative path")
+    """A clean relative path (simplane._protocol.paths), or a prefix: empty or such a path and '/'."""
+    try:
+        if prefix:
+            return folder_prefix(path)
+        relative_path(path)
+    except UnsafePath as error:
+        raise errors.InvalidArgument(field, str(error)) from None
     return path
 
 
@@ -83,20 +73,21 @@ class FileStore:
                     if self._space.refused(error):
                         raise errors.ResourceExhausted(NO_SPACE) from error
                     raise
+            incoming = current
             try:
-                await asyncio.to_thread(current.write, chunk.offset, chunk.data)
+                await asyncio.to_thread(incoming.write, chunk.offset, chunk.data)
                 if chunk.sha256:
-                    size = await asyncio.to_thread(current.finish, chunk.sha256)
+                    size = await asyncio.to_thread(incoming.finish, chunk.sha256)
                     self._space.wrote()
-                    await self._database.run(_record, owner, current.relative, size, chunk.sha256, current.mode)
+                    await self._database.run(_record, owner, incoming.relative, size, chunk.sha256, incoming.mode)
                     files += 1
                     total += size
                     current = None
             except errors.DomainError:
-                current.discard()
+                incoming.discard()
                 raise
             except OSError as error:
-                current.discard()
+                incoming.discard()
                 if self._space.refused(error):
                     raise errors.ResourceExhausted(NO_SPACE) from error
                 raise
@@ -110,40 +101,31 @@ class FileStore:
             lambda s: list(
                 s.execute(
                     select(StoredFileRow)
-                    .where(StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix, autoescape=True))
+                    .where(
+                        col(StoredFileRow.owner) == owner, col(StoredFileRow.path).startswith(prefix, autoescape=True)
+                    )
                     .order_by(StoredFileRow.path)
                 ).scalars()
             )
         )
 
-    async def chunks(self, owner: str, files: list[StoredFileRow], strip: str) -> AsyncIterator[storage_pb2.FileChunk]:
+    async def chunks(
+        self, owner: str, files: Sequence[StoredFileRow], strip: str
+    ) -> AsyncIterator[storage_pb2.FileChunk]:
         """Each file as chunks, paths relative to `strip`; the last chunk of each carries its SHA-256."""
         root = self._user_root(owner)
         for stored in files:
-            path = root / stored.path
-            relative = stored.path[len(strip) :]
-            with open(path, "rb") as handle:
-                offset = 0
-                while True:
-                    data = await asyncio.to_thread(handle.read, CHUNK)
-                    last = offset + len(data) >= stored.size
-                    yield storage_pb2.FileChunk(
-                        path=relative,
-                        offset=offset,
-                        data=data,
-                        mode=stored.mode if offset == 0 else 0,
-                        sha256=stored.sha256 if last else "",
-                    )
-                    offset += len(data)
-                    if last:
-                        break
+            with open(root / stored.path, "rb") as handle:
+                chunks = file_chunks(stored.path[len(strip) :], handle, mode=stored.mode, sha256=stored.sha256)
+                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                    yield chunk
 
     def read_range(self, owner: str, path: str, offset: int) -> tuple[bytes, int]:
         """Bytes of a stored file from offset (one frame of a tail at most) and the file's size."""
         with open(self._user_root(owner) / path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             handle.seek(offset)
-            return handle.read(FRAME), size
+            return handle.read(MAX_FRAME), size
 
     def tail_offset(self, owner: str, path: str, lines: int) -> int:
         """Where the last `lines` lines of a stored file start, reading backwards only as far as needed."""
@@ -162,7 +144,7 @@ class FileStore:
         await self._database.run(
             lambda s: s.execute(
                 delete(StoredFileRow).where(
-                    StoredFileRow.owner == owner, StoredFileRow.path.startswith(prefix, autoescape=True)
+                    col(StoredFileRow.owner) == owner, col(StoredFileRow.path).startswith(prefix, autoescape=True)
                 )
             )
         )
@@ -170,51 +152,41 @@ class FileStore:
 
 
 class _Incoming:
+    """One uploaded file being received, with the server's errors for what the sender got wrong."""
+
     def __init__(self, root: Path, prefix: str, path: str, mode: int) -> None:
         self.path = path
         self.relative = prefix + path
-        self.target = root / self.relative
+        self.mode = (mode or 0o644) & 0o777
+        target = root / self.relative
+        if target.is_dir():
+            raise errors.InvalidArgument("chunk.path", f"{self.relative!r} is a directory")
         try:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self._file = IncomingFile(target, STORED_FILE_MODE)
         except (FileExistsError, NotADirectoryError):
             raise errors.InvalidArgument("chunk.path", f"{self.relative!r}: a parent of it is a file") from None
-        if self.target.is_dir():
-            raise errors.InvalidArgument("chunk.path", f"{self.relative!r} is a directory")
-        fd, name = tempfile.mkstemp(dir=self.target.parent, prefix=".upload-")
-        self.temp = Path(name)
-        self.handle = os.fdopen(fd, "wb")
-        self.mode = (mode or 0o644) & 0o777
-        self.size = 0
-        self.digest = hashlib.sha256()
 
     def write(self, offset: int, data: bytes) -> None:
-        if offset != self.size:
-            raise errors.InvalidArgument(
-                "chunk.offset", f"file {self.path!r}: expected offset {self.size}, got {offset}"
-            )
-        self.handle.write(data)
-        self.digest.update(data)
-        self.size += len(data)
+        try:
+            self._file.write(offset, data)
+        except OffsetMismatch as error:
+            raise errors.InvalidArgument("chunk.offset", f"file {self.path!r}: {error}") from None
 
     def finish(self, sha256: str) -> int:
-        self.handle.close()
-        if self.digest.hexdigest() != sha256.lower():
-            self.temp.unlink(missing_ok=True)
-            raise errors.InvalidArgument("chunk.sha256", f"file {self.path!r}: checksum mismatch")
-        os.chmod(self.temp, STORED_FILE_MODE)
-        os.replace(self.temp, self.target)
-        return self.size
+        try:
+            self._file.finish(sha256)
+        except ChecksumMismatch as error:
+            raise errors.InvalidArgument("chunk.sha256", f"file {self.path!r}: {error}") from None
+        return self._file.size
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):  # flushing what is thrown away fails on a full disk; no matter
-            self.handle.close()
-        self.temp.unlink(missing_ok=True)
+        self._file.discard()
 
 
-def _record(session, owner: str, path: str, size: int, sha256: str, mode: int) -> None:  # type: ignore[no-untyped-def]
+def _record(session: Session, owner: str, path: str, size: int, sha256: str, mode: int) -> None:
     values = {"owner": owner, "path": path, "size": size, "sha256": sha256, "created_at": time.time(), "mode": mode}
     # The database's own upsert; its dialect module is imported here, where it is used, to keep start-up short.
-    dialect = importlib.import_module(f"sqlalchemy.dialects.{session.bind.dialect.name}")
+    dialect = importlib.import_module(f"sqlalchemy.dialects.{session.get_bind().dialect.name}")
     statement = dialect.insert(StoredFileRow).values(**values)
     session.execute(
         statement.on_conflict_do_update(

@@ -22,10 +22,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simplane._protocol.tail import tail_offset
 from simplane.server.disk_space import DataDirSpace
 
 _RECORD = struct.Struct("<qq")
-_TAIL_BLOCK = 64 * 1024
 MAX_FRAME = 256 * 1024
 MAX_OPEN_STREAMS = 512
 # The newest bytes of each open stream kept in memory for followers (at most twice this per open stream).
@@ -277,22 +277,3 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[written:]
         offset += written
-
-
-def tail_offset(fd: int, size: int, lines: int) -> int:
-    """Where the last `lines` lines of the first `size` bytes of a file start, read backwards block by block."""
-    position = size
-    if position == 0 or lines <= 0:
-        return position
-    # A final newline ends the last line rather than starting an empty one.
-    wanted = lines + 1 if os.pread(fd, 1, position - 1) == b"\n" else lines
-    while position > 0:
-        start = max(0, position - _TAIL_BLOCK)
-        block = os.pread(fd, position - start, start)
-        index = len(block)
-        while (index := block.rfind(b"\n", 0, index)) >= 0:
-            wanted -= 1
-            if wanted == 0:
-                return start + index + 1
-        position = start
-    return 0

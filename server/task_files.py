@@ -6,16 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import task_pb2
+from simplane._protocol.task_outputs import outputs_prefix
 from simplane.server import errors, task_states
-from simplane.server.agents import AgentHub
+from simplane.server.agents import AgentHub, AgentSession
 from simplane.server.file_store import FileStore
 from simplane.server.task_record import TaskRecord
 
 L = task_pb2.LogStream
-
-
-def outputs_prefix(task_id: str) -> str:
-    return f"tasks/{task_id}/outputs/"
 
 
 class TaskFiles:
@@ -23,7 +20,7 @@ class TaskFiles:
         self._hub = hub
         self._files = files
 
-    def _live_session(self, task: TaskRecord):  # type: ignore[no-untyped-def]
+    def _live_session(self, task: TaskRecord) -> AgentSession | None:
         if task.status not in task_states.ON_MACHINE:
             return None
         session = self._hub.session(task.machine_id)
@@ -53,12 +50,12 @@ class TaskFiles:
         session = self._live_session(task)
         if session is not None:
             try:
-                async for data in session.read_file(task.id, path, offset, tail_lines, follow):
-                    if data.data:
-                        chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=data.offset, data=data.data)
-                        chunk.time.CopyFrom(data.time)
+                async for frame in session.read_file(task.id, path, offset, tail_lines, follow):
+                    if frame.data:
+                        chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=frame.offset, data=frame.data)
+                        chunk.time.CopyFrom(frame.time)
                         yield task_pb2.TailLogsResponse(chunk=chunk)
-                    offset, tail_lines = data.offset + len(data.data), 0
+                    offset, tail_lines = frame.offset + len(frame.data), 0
                 return
             except errors.NotFound:
                 if not task.terminal:

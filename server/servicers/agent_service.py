@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
+from simplane._protocol.task_outputs import outputs_prefix
 from simplane.server import errors
 from simplane.server.agents import ACKS, AgentHub, AgentSession
 from simplane.server.auth import AGENT_KEY, MACHINE_KEY, Authenticator, Caller
@@ -18,7 +19,6 @@ from simplane.server.log_store import LogStore
 from simplane.server.machine_groups import MachineGroups
 from simplane.server.servicers.authorization import AuthorizedServicer, require_kind
 from simplane.server.status import streaming, unary
-from simplane.server.task_files import outputs_prefix
 from simplane.server.task_record import TaskRecord
 from simplane.server.tasks import TaskRegistry
 
