@@ -19,7 +19,7 @@ import re
 import struct
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import grpc
@@ -109,7 +109,7 @@ class Reply:
     content_type: str
     # Streamed replies should reach the client frame by frame; the others may be sent in one piece.
     streaming: bool
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 class CallRefused(Exception):
@@ -195,7 +195,7 @@ class GrpcWebBridge:
 
     async def _forward(
         self, method: Method, text: bool, body: bytes, authorization: str, timeout: str
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         try:
             messages = decode_messages(body, text)
             if not method.client_streaming and len(messages) != 1:
@@ -325,7 +325,7 @@ def _header_lines(head: bytes) -> dict[str, str]:
     return headers
 
 
-async def _base64_each(frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _base64_each(frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     """The -text form: each frame in base64 on its own, so each can be sent as it comes."""
     async with contextlib.aclosing(frames):
         async for chunk in frames:

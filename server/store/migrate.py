@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+# Resolved: an editable install links each file of the package on its own, and only the source folder has a new
+# migration until the next install.
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BASELINE = "0001"  # the schema of the releases before migrations: a database without alembic_version is this
 
 # Alembic's own bookkeeping table, as `alembic stamp` makes it.
