@@ -17,23 +17,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from simplane._api.v1 import task_pb2
 from simplane._durations import Duration, to_timedelta
+from simplane._protocol.backoff import Backoff
+from simplane._protocol.channel import channel_options
 from simplane.errors import InvalidArgument, Timeout, translate_rpc_error
 from simplane.models import LogLine, LogStreamName, TaskEvent, TaskInfo, TaskStatus
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
-    # Reconnect within a second of a server coming back, so resumed streams lose little time.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-    # Ping a quiet connection, so a follow or watch over a dead one fails (and resumes) within half a minute.
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-]
+# Reconnects within a second of a server coming back, so resumed streams lose little time.
+CHANNEL_OPTIONS = channel_options(first_reconnect_ms=100, max_message_bytes=_MAX_MESSAGE_BYTES)
 
 
 DEFAULT_RETRY_TIMEOUT = 30.0
@@ -49,16 +41,14 @@ class Retrying:
 
     def __init__(self, timeout: float) -> None:
         self._deadline = time.monotonic() + timeout
-        self._delay = self.INITIAL_DELAY
+        self._backoff = Backoff(self.INITIAL_DELAY, self.MAX_DELAY, jitter=False)
 
     def next_delay(self, error: Any) -> float | None:
         """Seconds to wait before repeating the call that raised `error` (a grpc.RpcError); None: raise it."""
         left = self._deadline - time.monotonic()
         if error.code().name != "UNAVAILABLE" or left <= 0:
             return None
-        delay = min(self._delay, left)
-        self._delay = min(self._delay * 2, self.MAX_DELAY)
-        return delay
+        return min(self._backoff.next_delay(), left)
 
 
 def recover_stream(
@@ -195,12 +185,12 @@ class Reconnect:
     GIVE_UP_AFTER = 300.0
 
     def __init__(self) -> None:
-        self._delay = self.INITIAL_DELAY
+        self._backoff = Backoff(self.INITIAL_DELAY, self.MAX_DELAY, jitter=False)
         self._deadline: float | None = None
         self.attempted = False
 
     def progressed(self) -> None:
-        self._delay = self.INITIAL_DELAY
+        self._backoff.reset()
         self._deadline = None
 
     def next_delay(self) -> float | None:
@@ -211,9 +201,7 @@ class Reconnect:
         if now >= self._deadline:
             return None
         self.attempted = True
-        delay = self._delay
-        self._delay = min(delay * 2, self.MAX_DELAY)
-        return min(delay, self._deadline - now)
+        return min(self._backoff.next_delay(), self._deadline - now)
 
     def remaining(self) -> float:
         """Seconds left before giving up (only meaningful after next_delay)."""

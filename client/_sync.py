@@ -34,6 +34,7 @@ from simplane._api.v1 import (
 from simplane._config import resolve_config
 from simplane._durations import Duration
 from simplane._io_sync import Channel, UnaryCall, channel_ready, open_channel, run_blocking, sleep
+from simplane._protocol.task_outputs import outputs_prefix
 from simplane._transfer import DownloadWriter, Progress, plan_upload, upload_requests
 from simplane.errors import Timeout, Unavailable, translate_rpc_error, translating_rpc_errors
 from simplane.models import (
@@ -363,7 +364,7 @@ class Task:
 
     def download_outputs(self, dir: str | os.PathLike[str], progress: Progress | None = None) -> list[Path]:
         """Downloads the task's outputs into `dir` (created if needed); returns the files written."""
-        return _download(self._connection, f"tasks/{self.id}/outputs/", dir, progress)
+        return _download(self._connection, outputs_prefix(self.id), dir, progress)
 
 
 class Tasks:
