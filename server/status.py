@@ -119,20 +119,20 @@ def status_code(error: errors.DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def rich_status(error: errors.DomainError) -> status_pb2.Status:
-    """The google.rpc.Status for a domain error: its code and message, and for InvalidArgument the field."""
-    status = status_pb2.Status(code=status_code(error).value[0], message=error.message)
-    if isinstance(error, errors.InvalidArgument):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.problem)
-        detail = AnyMessage()
-        detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
-        status.details.append(detail)
-    return status
+def bad_request_status(error: errors.InvalidArgument) -> status_pb2.Status:
+    """The google.rpc.Status of an InvalidArgument: its code and message, and its field as a BadRequest."""
+    violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.problem)
+    detail = AnyMessage()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    return status_pb2.Status(code=status_code(error).value[0], message=error.message, details=[detail])
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.DomainError) -> NoReturn:
-    """Ends the call with the error's status: code, message, and details in the grpc-status-details-bin trailer."""
-    await context.abort_with_status(rpc_status.to_status(rich_status(error)))
+    """Ends the call with the error's status; an InvalidArgument's field goes along as a google.rpc.BadRequest
+    in the grpc-status-details-bin trailer (other errors have no details to send)."""
+    if isinstance(error, errors.InvalidArgument):
+        await context.abort_with_status(rpc_status.to_status(bad_request_status(error)))
+    await context.abort(status_code(error), error.message)
 
 
 def unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
