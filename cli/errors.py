@@ -1,7 +1,8 @@
 """The single exit path for errors: one `error: <message>` line on stderr and exit code 1.
 
 Commands let `simplane.SimplaneError` propagate; the root command group turns it into that line, so no
-command carries its own `try` block for it. Bad usage stays Typer's (exit code 2).
+command carries its own `try` block for it. Bad usage stays Typer's (exit code 2). A refused request is shown by
+the fields the server named in its status details ("error: command[3]: ..."), never by reading its message.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from simplane.cli.connection import SERVER_ADDRESS
-from simplane.errors import SimplaneError, Unauthenticated, Unavailable
+from simplane.errors import InvalidArgument, SimplaneError, Unauthenticated, Unavailable
 
 INTERRUPTED = 130
 """Exit code after Ctrl-C, as shells report a SIGINT."""
@@ -27,13 +28,15 @@ def describe(error: SimplaneError, server_address: str | None) -> str:
         return f"cannot reach the simplane server{where} (is `simplane up` running?)"
     if isinstance(error, Unauthenticated):
         return f"{error.message} (check SIMPLANE_API_KEY, or the config file `simplane up` writes)"
+    if isinstance(error, InvalidArgument) and error.violations:
+        return "; ".join(f"{violation.field}: {violation.description}" for violation in error.violations)
     return error.message
 
 
 class CommandGroup(TyperGroup):
     """The root group: every command runs inside its `invoke`, so its errors all end up here."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # Typer passes its groups a typer.Context
         try:
             result = super().invoke(ctx)
             sys.stdout.flush()

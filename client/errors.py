@@ -1,7 +1,7 @@
 """Exceptions raised by the simplane client, one class per gRPC status code.
 
     SimplaneError                 .code (the status code's name), .message (the server's words)
-     ├── InvalidArgument          also a ValueError
+     ├── InvalidArgument          also a ValueError; .field and .violations name the bad request fields
      ├── NotFound
      ├── AlreadyExists
      ├── PermissionDenied
@@ -19,14 +19,20 @@
      └── Timeout                  also a TimeoutError: a client-side wait ran out of time
 
 gRPC errors become these in one place, `translate_rpc_error`, chained with `from`, so callers never need to
-import grpc to handle a failure.
+import grpc to handle a failure. The server names the fields of an INVALID_ARGUMENT in the standard rich error
+model (google.rpc.BadRequest field violations in the status details); they are read from there, never from the
+message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = [
     "Aborted",
@@ -35,6 +41,7 @@ __all__ = [
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FieldViolation",
     "Internal",
     "InvalidArgument",
     "NotFound",
@@ -59,8 +66,29 @@ class SimplaneError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request: its path in the request message (e.g. "cpus", "command[3]", "chunk.sha256")
+    and what is wrong with it."""
+
+    field: str
+    description: str
+
+
 class InvalidArgument(SimplaneError, ValueError):
+    """A request the server (or the client, before sending it) refused; `violations` lists the bad fields the
+    server named in the status details, empty when it named none."""
+
     code = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, violations: Sequence[FieldViolation] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
+
+    @property
+    def field(self) -> str | None:
+        """The path of the first bad field, or None when the error names no field."""
+        return self.violations[0].field if self.violations else None
 
 
 class NotFound(SimplaneError):
@@ -152,10 +180,36 @@ def translate_rpc_error(error: Exception) -> SimplaneError:
 
     Raise the result `from error` so the original stays attached.
     """
-    code = error.code()  # type: ignore[attr-defined]
+    import grpc
+
+    if not isinstance(error, grpc.Call | grpc.aio.AioRpcError):
+        return SimplaneError(str(error))  # not the error of a call: no status code to map
+    code = error.code()
     name = code.name if code is not None else "UNKNOWN"
-    message = error.details() or name  # type: ignore[attr-defined]
+    message = error.details() or name
+    if name == InvalidArgument.code:
+        return InvalidArgument(message, _field_violations(error))
     return _BY_CODE.get(name, SimplaneError)(message)
+
+
+def _field_violations(call: grpc.Call | grpc.aio.AioRpcError) -> list[FieldViolation]:
+    """The google.rpc.BadRequest field violations in a failed call's status details (grpc-status-details-bin).
+
+    Details whose code or message differ from the call's own are not the server's for this call, and are ignored.
+    """
+    from google.rpc import error_details_pb2, status_pb2
+    from grpc_status import rpc_status  # type: ignore[import-untyped]  # grpcio-status ships no type hints
+
+    try:
+        status: status_pb2.Status | None = rpc_status.from_call(call)
+    except ValueError:
+        return []
+    violations = []
+    for detail in status.details if status is not None else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            violations += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
+    return violations
 
 
 @contextmanager

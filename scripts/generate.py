@@ -4,7 +4,9 @@ Python stubs go to client/_api: protoc writes modules that import each other as 
 installed as the private package `simplane._api.v1`, so the imports are rewritten on the way.
 The blocking client, client/_sync.py, is client/_async.py rewritten by unasync (docs/client.md).
 TypeScript for the console goes to console/src/gen, by buf and protoc-gen-es from console/node_modules
-(`npm ci` in console/ first); without them that step is skipped with a note.
+(`npm ci` in console/ first); without them that step is skipped with a note. Beside the API it holds
+google.rpc.BadRequest, from the error_details.proto that googleapis-common-protos installs (pinned in the dev
+extras, so the output is the same everywhere).
 """
 
 from __future__ import annotations
@@ -106,7 +108,19 @@ def generate_typescript() -> bool:
     if not (buf.exists() and (CONSOLE / "node_modules" / ".bin" / "protoc-gen-es").exists()):
         return False
     subprocess.run([str(buf), "generate", "--template", str(CONSOLE / "buf.gen.yaml")], cwd=ROOT, check=True)
+    generate_typescript_error_details(buf)
     return True
+
+
+def generate_typescript_error_details(buf: Path) -> None:
+    """google/rpc/error_details.proto, after the API (whose template empties console/src/gen first)."""
+    from google.rpc import error_details_pb2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "google" / "rpc").mkdir(parents=True)
+        shutil.copy(Path(error_details_pb2.__file__).with_name("error_details.proto"), Path(tmp) / "google" / "rpc")
+        template = CONSOLE / "buf.gen.google-rpc.yaml"
+        subprocess.run([str(buf), "generate", tmp, "--template", str(template)], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,13 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
+    """A bad request field: `field` is its path in the request (e.g. "command[3]", "chunk.sha256"), `problem` what
+    is wrong with it; status.py sends both as a google.rpc.BadRequest field violation beside the message."""
+
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.problem = problem
 
 
 class NotFound(DomainError):

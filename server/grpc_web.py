@@ -3,8 +3,9 @@
 The bridge never decodes a message. Requests and responses stay bytes (generic methods, no serializers), so
 authentication, status codes, deadlines and cancellation are exactly those of the gRPC server: the call the
 bridge makes is an ordinary gRPC call. What it adds is the gRPC-web framing: message frames (flag 0, length,
-bytes) and a closing trailer frame (flag 0x80) that carries grpc-status and grpc-message, optionally base64
-encoded for the -text content types.
+bytes) and a closing trailer frame (flag 0x80) that carries grpc-status, grpc-message and, when the server sent
+them, the status details (grpc-status-details-bin: a google.rpc.Status, e.g. the field of an INVALID_ARGUMENT),
+optionally base64 encoded for the -text content types.
 
 A request is admitted before its body is read (`admit`): the method must be served, the key accepted by the
 server (asked with WhoAmI, accepted keys remembered briefly), and the body within the method's limit. So a
@@ -23,7 +24,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]  # grpcio-health-checking ships no type hints
 
 from simplane._api.v1 import account_pb2, machine_group_pb2, storage_pb2, task_pb2
 from simplane.server import websocket
@@ -59,6 +60,8 @@ KEY_CHECK_TIMEOUT = 10.0
 WHO_AM_I = "/simplane.v1.AccountService/WhoAmI"
 MESSAGE_FLAG = 0x00
 TRAILER_FLAG = 0x80
+# The trailer holding a serialized google.rpc.Status; like every -bin header it travels base64-encoded.
+STATUS_DETAILS = "grpc-status-details-bin"
 _HEADER = struct.Struct(">BI")
 _TIMEOUT = re.compile(r"(\d{1,8})([HMSmun])")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -196,36 +199,42 @@ class GrpcWebBridge:
     async def _forward(
         self, method: Method, text: bool, body: bytes, authorization: str, timeout: str
     ) -> AsyncGenerator[bytes, None]:
+        status_details = b""
         try:
             messages = decode_messages(body, text)
             if not method.client_streaming and len(messages) != 1:
                 raise CallRefused(
                     grpc.StatusCode.INVALID_ARGUMENT, f"{method.path} takes one request message, got {len(messages)}"
                 )
-            options = {
-                "timeout": parse_timeout(timeout) if timeout else None,
-                "metadata": (("authorization", authorization),) if authorization else None,
-            }
-            if method.client_streaming:
-                call = self._channel.stream_unary(method.path)(iter(messages), **options)
-            elif method.server_streaming:
-                call = self._channel.unary_stream(method.path)(messages[0], **options)
-            else:
-                call = self._channel.unary_unary(method.path)(messages[0], **options)
-            try:
-                if method.server_streaming:
-                    async for message in call:
+            seconds = parse_timeout(timeout) if timeout else None
+            metadata = (("authorization", authorization),) if authorization else None
+            if method.server_streaming:
+                stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = self._channel.unary_stream(method.path)
+                responses = stream(messages[0], timeout=seconds, metadata=metadata)
+                try:
+                    async for message in responses:
                         yield frame(MESSAGE_FLAG, message)
+                finally:
+                    responses.cancel()  # a no-op once the call ended; otherwise the client went away
+            else:
+                response: grpc.aio.StreamUnaryCall[bytes, bytes] | grpc.aio.UnaryUnaryCall[bytes, bytes]
+                if method.client_streaming:
+                    upload: grpc.aio.StreamUnaryMultiCallable[bytes, bytes] = self._channel.stream_unary(method.path)
+                    response = upload(iter(messages), timeout=seconds, metadata=metadata)
                 else:
-                    yield frame(MESSAGE_FLAG, await call)
-            finally:
-                call.cancel()  # a no-op once the call ended; otherwise the client went away
+                    unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(method.path)
+                    response = unary(messages[0], timeout=seconds, metadata=metadata)
+                try:
+                    yield frame(MESSAGE_FLAG, await response)
+                finally:
+                    response.cancel()
             code, details = grpc.StatusCode.OK, ""
         except CallRefused as refused:
             code, details = refused.code, refused.message
         except grpc.aio.AioRpcError as error:
             code, details = error.code(), error.details() or ""
-        yield trailer(code, details)
+            status_details = _status_details(error.trailing_metadata())
+        yield trailer(code, details, status_details)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -239,7 +248,7 @@ class KeyCheck:
     """
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._who_am_i = channel.unary_unary(WHO_AM_I)
+        self._who_am_i: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(WHO_AM_I)
         self._accepted: dict[str, float] = {}
 
     async def check(self, authorization: str) -> None:
@@ -275,9 +284,21 @@ def frame(flag: int, payload: bytes) -> bytes:
     return _HEADER.pack(flag, len(payload)) + payload
 
 
-def trailer(code: grpc.StatusCode, message: str) -> bytes:
+def trailer(code: grpc.StatusCode, message: str, status_details: bytes = b"") -> bytes:
+    """The closing frame; `status_details` is the serialized google.rpc.Status the server sent, if any."""
     encoded = urllib.parse.quote(message, safe=_MESSAGE_SAFE)
-    return frame(TRAILER_FLAG, f"grpc-status:{code.value[0]}\r\ngrpc-message:{encoded}\r\n".encode())
+    fields = f"grpc-status:{code.value[0]}\r\ngrpc-message:{encoded}\r\n"
+    if status_details:
+        fields += f"{STATUS_DETAILS}:{base64.b64encode(status_details).decode()}\r\n"
+    return frame(TRAILER_FLAG, fields.encode())
+
+
+def _status_details(trailing: grpc.aio.Metadata | None) -> bytes:
+    """The serialized google.rpc.Status among a call's trailing metadata, or b"" if it has none."""
+    for key, value in trailing or ():
+        if key == STATUS_DETAILS and isinstance(value, bytes):
+            return value
+    return b""
 
 
 def decode_messages(body: bytes, text: bool) -> list[bytes]:

@@ -5,6 +5,10 @@ caller, which the method receives as its last argument, every request message (e
 checked against request_limits, and domain errors become their status code. `TolerantDecoding`, installed on
 the server, turns request bytes that do not decode into an `Undecodable` the decorators refuse as
 INVALID_ARGUMENT, where grpc.aio would answer UNKNOWN and log a traceback.
+
+INVALID_ARGUMENT carries its field in the standard rich error model: a google.rpc.Status holding a
+google.rpc.BadRequest field violation, in the `grpc-status-details-bin` trailer, so that clients read the field
+from there and never from the message (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
+from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status  # type: ignore[import-untyped]  # grpcio-status ships no type hints
 
 from simplane.server import errors, request_limits
 
@@ -32,6 +39,8 @@ STATUS_CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
 }
 
 T = TypeVar("T")
+Request = TypeVar("Request")
+Response = TypeVar("Response")
 log = logging.getLogger(__name__)
 # The methods whose requests decode tolerantly: simplane's own services (not health checking or reflection).
 _OWN_METHODS = "/simplane."
@@ -48,22 +57,26 @@ class TolerantDecoding(grpc.aio.ServerInterceptor):
     """Gives simplane's methods a request deserializer that returns an Undecodable instead of raising."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Request, Response] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Request, Response] | None:
         method = handler_call_details.method
-        handler = self._handlers.get(method)
-        if handler is None:
-            handler = await continuation(handler_call_details)
-            if handler is None or not method.startswith(_OWN_METHODS) or handler.request_deserializer is None:
-                return handler
-            handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))  # type: ignore[attr-defined]
-            self._handlers[method] = handler
-        return handler
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or not method.startswith(_OWN_METHODS) or handler.request_deserializer is None:
+            return handler
+        # At run time a handler is a namedtuple; the stubs declare an abstract class without _replace.
+        tolerant: grpc.RpcMethodHandler[Request, Response] = handler._replace(  # type: ignore[attr-defined]
+            request_deserializer=_tolerant(handler.request_deserializer)
+        )
+        self._handlers[method] = tolerant
+        return tolerant
 
 
 def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
@@ -76,7 +89,7 @@ def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return decode
 
 
-def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
+def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
     """The request, once it is known to decode and to lie within request_limits; a stream is checked as read."""
     if isinstance(request, Undecodable):
         raise errors.InvalidArgument("request", request.problem)
@@ -86,14 +99,16 @@ def checked(request: Any, context: grpc.aio.ServicerContext) -> Any:
     return _checked_stream(request, context)
 
 
-async def _checked_stream(messages: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+async def _checked_stream(
+    messages: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Any]:
     """Ends the call at the first bad message with its status, even where the stream is read by a task of the
     servicer's own (the agents' Connect), which would otherwise end the call without saying why."""
     async for message in messages:
         try:
             message = checked(message, context)
         except errors.DomainError as error:
-            await context.abort(status_code(error), error.message)
+            await abort(context, error)
         yield message
 
 
@@ -104,16 +119,32 @@ def status_code(error: errors.DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def bad_request_status(error: errors.InvalidArgument) -> status_pb2.Status:
+    """The google.rpc.Status of an InvalidArgument: its code and message, and its field as a BadRequest."""
+    violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.problem)
+    detail = AnyMessage()
+    detail.Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    return status_pb2.Status(code=status_code(error).value[0], message=error.message, details=[detail])
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.DomainError) -> NoReturn:
+    """Ends the call with the error's status; an InvalidArgument's field goes along as a google.rpc.BadRequest
+    in the grpc-status-details-bin trailer (other errors have no details to send)."""
+    if isinstance(error, errors.InvalidArgument):
+        await context.abort_with_status(rpc_status.to_status(bad_request_status(error)))
+    await context.abort(status_code(error), error.message)
+
+
 def unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     """Wraps a unary (or client-streaming) servicer method: domain errors become their status."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> T:
         try:
             caller = await self.authorize(context)
             return await method(self, checked(request, context), context, caller)
         except errors.DomainError as error:
-            await context.abort(status_code(error), error.message)
+            await abort(context, error)
             raise  # abort raises; this line is never reached
         except grpc.aio.AbortError:
             raise  # the status is sent already (a bad message of a request stream)
@@ -129,13 +160,13 @@ def streaming(method: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIte
     """Wraps a server-streaming servicer method: domain errors become their status."""
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[T]:
         try:
             caller = await self.authorize(context)
             async for response in method(self, checked(request, context), context, caller):
                 yield response
         except errors.DomainError as error:
-            await context.abort(status_code(error), error.message)
+            await abort(context, error)
         except grpc.aio.AbortError:
             raise  # the status is sent already (a bad message of a request stream)
         except Exception:

@@ -55,6 +55,36 @@ def test_a_task_launched_from_the_console_with_an_uploaded_file_shows_its_output
     assert task.info().name == "from the browser"
 
 
+def test_the_launch_form_marks_the_fields_the_server_refused(cluster, page) -> None:
+    """The server's field violations (status details, not the message) mark the form's fields."""
+    sign_in(page, cluster.console_url, cluster.api_key)
+    page.get_by_test_id("nav-launch").click()
+    page.get_by_test_id("launch-command").fill("true")
+    page.get_by_test_id("launch-cpus").fill("5000")
+    page.get_by_test_id("launch-submit").click()
+    expect(page.get_by_test_id("launch-error-cpus")).to_have_text("must be between 0 and 4096, got 5000")
+    expect(page.get_by_test_id("launch-error")).to_have_text(
+        "cpus: must be between 0 and 4096, got 5000 (INVALID_ARGUMENT)"
+    )
+
+    page.get_by_test_id("launch-cpus").fill("1")
+    page.get_by_test_id("launch-ttl").fill("400d")
+    page.get_by_test_id("launch-submit").click()
+    expect(page.get_by_test_id("launch-error-time_to_live")).to_have_text("must be at most 31622400 s, got 34560000 s")
+    expect(page.get_by_test_id("launch-error-cpus")).to_have_count(0)
+
+    # A path into the command ("command[1]") marks the command: the field is read from the details.
+    page.get_by_test_id("launch-ttl").fill("")
+    page.get_by_test_id("launch-command").fill("echo " + "x" * (128 * 1024 + 1))
+    page.get_by_test_id("launch-submit").click()
+    expect(page.get_by_test_id("launch-error-command")).to_have_text(
+        "holds 131073 characters, more than the 131072 allowed"
+    )
+    expect(page.get_by_test_id("launch-error-time_to_live")).to_have_count(0)
+    assert [task.id for task in cluster.client().tasks.list()] == []
+    assert page.errors == []
+
+
 def test_a_wrong_key_is_refused_and_stays_on_sign_in_with_the_reason(cluster, page) -> None:
     page.goto(cluster.console_url)
     page.get_by_test_id("api-key").fill("sp_nobody_wrong")

@@ -1,16 +1,25 @@
-"""Bad input gets the right status code and a message naming the field or id; the server keeps serving."""
+"""Bad input gets the right status code and a message naming the field or id; the server keeps serving.
+
+An INVALID_ARGUMENT names its field in the status details (google.rpc.BadRequest), which the client exposes as
+InvalidArgument.field and .violations, and the CLI shows. The gRPC-web path carries the same details to the
+browser (test_grpc_web.py, and the launch form's highlighting in test_console.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from programs import SLEEP_60
 
 import simplane
 from simplane._api.v1 import machine_group_pb2, machine_group_pb2_grpc, task_pb2, task_pb2_grpc
+from simplane.errors import FieldViolation
 
 UNKNOWN_TASK = "t-00000000000000000000000000"
 INVALID, NOT_FOUND = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
@@ -140,3 +149,87 @@ def test_submits_past_the_active_task_limit_are_resource_exhausted(cluster_facto
     queued[0].kill()
     assert queued[0].wait(timeout=30) == simplane.TaskStatus.KILLED
     assert client.tasks.submit(SLEEP_60).info().status == simplane.TaskStatus.QUEUED
+
+
+# Requests the server refuses, each with the one field it names and what it says about it.
+INVALID_SUBMITS = {
+    "no program": (dict(command=[""]), "command", "must name a program to run"),
+    "too many cpus": (dict(command=["true"], cpus=5000), "cpus", "must be between 0 and 4096, got 5000"),
+    "NUL in an argument": (dict(command=["true", "a", "b\0"]), "command[2]", "must not contain NUL characters"),
+    "long name": (dict(command=["true"], name="n" * 300), "name", "holds 300 characters, more than the 256 allowed"),
+    "bad variable name": (dict(command=["true"], env={"": "x"}), "env", "invalid variable name ''"),
+    "time to live past the limit": (
+        dict(command=["true"], time_to_live="400d"),
+        "time_to_live",
+        "must be at most 31622400 s, got 34560000 s",
+    ),
+}
+
+
+def test_invalid_arguments_carry_their_field_in_the_status_details(cluster) -> None:
+    client = cluster.client()
+    seen = {}
+    for case, (arguments, _, _) in INVALID_SUBMITS.items():
+        with pytest.raises(simplane.InvalidArgument) as raised:
+            client.tasks.submit(**arguments)
+        seen[case] = (raised.value.field, raised.value.violations)
+    assert seen == {
+        case: (field, (FieldViolation(field, problem),)) for case, (_, field, problem) in INVALID_SUBMITS.items()
+    }
+
+    # The field comes from the details, not the message: the raw status carries it as a BadRequest.
+    tasks = cluster.stub(task_pb2_grpc.TaskServiceStub)
+    with pytest.raises(grpc.RpcError) as raised:
+        tasks.SubmitTask(task_pb2.SubmitTaskRequest(command=["true"], cpus=-2), metadata=cluster.metadata(), timeout=10)
+    status = rpc_status.from_call(raised.value)
+    assert (status.code, status.message) == (INVALID.value[0], "cpus: must be between 0 and 4096, got -2")
+    [detail] = status.details
+    bad_request = error_details_pb2.BadRequest()
+    assert detail.Unpack(bad_request)
+    assert [(v.field, v.description) for v in bad_request.field_violations] == [
+        ("cpus", "must be between 0 and 4096, got -2")
+    ]
+
+    # Streams too, and the asynchronous client.
+    ended = client.tasks.submit(["true"])
+    assert ended.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
+    with pytest.raises(grpc.RpcError) as raised:
+        list(
+            tasks.TailLogs(
+                task_pb2.TailLogsRequest(task_id=ended.id, tail_lines=-1), metadata=cluster.metadata(), timeout=10
+            )
+        )
+    assert simplane.errors.translate_rpc_error(raised.value).field == "tail_lines"
+
+    async def submit_async() -> simplane.InvalidArgument:
+        async with simplane.AsyncClient(address=cluster.address, api_key=cluster.api_key) as async_client:
+            with pytest.raises(simplane.InvalidArgument) as raised:
+                await async_client.tasks.submit(["true"], cpus=5000)
+            return raised.value
+
+    assert asyncio.run(submit_async()).violations == (FieldViolation("cpus", "must be between 0 and 4096, got 5000"),)
+
+    # The client's own checks, made before sending, name no field.
+    with pytest.raises(simplane.InvalidArgument) as raised:
+        next(client.tasks.list(page_size=0))
+    assert (raised.value.field, raised.value.violations) == (None, ())
+
+
+def test_the_cli_shows_the_field_the_server_named(cluster) -> None:
+    cases = {
+        "too many cpus": (["run", "--cpus", "5000", "--", "true"], "cpus: must be between 0 and 4096, got 5000"),
+        "long name": (
+            ["run", "--name", "n" * 300, "--", "true"],
+            "name: holds 300 characters, more than the 256 allowed",
+        ),
+        "empty program": (["run", "--", ""], "command: must name a program to run"),
+        "time to live past the limit": (
+            ["run", "--time-to-live", "400d", "--", "true"],
+            "time_to_live: must be at most 31622400 s, got 34560000 s",
+        ),
+    }
+    shown = {}
+    for case, (arguments, _) in cases.items():
+        result = cluster.run_cli(*arguments)
+        shown[case] = (result.returncode, result.stderr.strip())
+    assert shown == {case: (1, f"error: {line}") for case, (_, line) in cases.items()}

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from cluster import CLI, READY_LINE, base_env, descendants
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
 from waiting import eventually
 
 import simplane.server
@@ -89,6 +90,18 @@ def parse_trailer(payload: bytes) -> dict[str, str]:
     fields = dict(line.split(":", 1) for line in lines[:-1])
     fields["grpc-message"] = urllib.parse.unquote(fields.get("grpc-message", ""))
     return fields
+
+
+def field_violations(trailer: dict[str, str]) -> list[tuple[str, str]]:
+    """The google.rpc.BadRequest field violations in a trailer's status details (grpc-status-details-bin)."""
+    status = status_pb2.Status.FromString(base64.b64decode(trailer["grpc-status-details-bin"]))
+    assert (str(status.code), status.message) == (trailer["grpc-status"], trailer["grpc-message"]), status
+    violations = []
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request), detail.type_url
+        violations += [(v.field, v.description) for v in bad_request.field_violations]
+    return violations
 
 
 def host_and_port(cluster) -> tuple[str, int]:
@@ -184,6 +197,37 @@ def test_errors_keep_their_status_and_message(cluster) -> None:
     )
     assert trailer["grpc-status"] == str(INVALID_ARGUMENT), trailer
     assert trailer["grpc-message"].startswith("page_size: must be between 0 and")
+
+
+def test_invalid_arguments_carry_their_field_in_the_status_details(cluster) -> None:
+    submit = task_pb2.SubmitTaskRequest(command=["true", "b\0"])
+    _, trailer = call(cluster, TASKS + "SubmitTask", submit, task_pb2.SubmitTaskResponse)
+    assert trailer["grpc-status"] == str(INVALID_ARGUMENT), trailer
+    assert field_violations(trailer) == [("command[1]", "must not contain NUL characters")]
+
+    response = post(
+        cluster,
+        TASKS + "ListTasks",
+        base64.b64encode(frame(task_pb2.ListTasksRequest(page_size=5000))),
+        content_type="application/grpc-web-text",
+    )
+    _, trailer = Frames(response, text=True).until_trailer(task_pb2.ListTasksResponse)
+    assert field_violations(trailer) == [("page_size", "must be between 0 and 1000, got 5000")]
+
+    # A stream over a WebSocket: the trailer message carries them too.
+    browser = WebSocketClient(cluster, TASKS + "WatchTasks")
+    browser.send(f"authorization: Bearer {cluster.api_key}\r\n".encode())
+    browser.send(frame(task_pb2.WatchTasksRequest(since_revision=-1)))
+    flag, payload = browser.grpc_frame()
+    assert flag == 0x80
+    assert field_violations(parse_trailer(payload)) == [("since_revision", "must not be negative")]
+    assert browser.close_code() == 1000
+
+    # Other errors carry no details.
+    _, trailer = call(
+        cluster, TASKS + "GetTask", task_pb2.GetTaskRequest(task_id="t_missing"), task_pb2.GetTaskResponse
+    )
+    assert trailer["grpc-status"] == str(NOT_FOUND) and "grpc-status-details-bin" not in trailer, trailer
 
 
 def test_the_agent_service_is_not_served(cluster) -> None:

@@ -8,6 +8,8 @@
  *   six HTTP/1.1 connections to the server.
  * - `getKey()`, `setKey(key)`, `signOut(reason?)`: the API key lives in localStorage until sign-out.
  * - `errorMessage(e)`: any thrown value as one readable line.
+ * - `fieldViolations(e)`: the request fields an INVALID_ARGUMENT names, read from its status details (a
+ *   google.rpc.BadRequest in grpc-status-details-bin), never from its message.
  * - Any call answered with UNAUTHENTICATED signs the user out and lands on /signin with the reason; a page
  *   need not handle that code itself.
  * - `signIn(key)`: checks a key with WhoAmI before keeping it (only the sign-in page needs it).
@@ -15,6 +17,7 @@
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 
+import { BadRequestSchema } from "./gen/google/rpc/error_details_pb";
 import { AccountService, type WhoAmIResponse } from "./gen/simplane/v1/account_pb";
 import { MachineGroupService } from "./gen/simplane/v1/machine_group_pb";
 import { StorageService } from "./gen/simplane/v1/storage_pb";
@@ -64,6 +67,19 @@ export function errorMessage(e: unknown): string {
   }
   if (e instanceof Error) return e.message;
   return String(e);
+}
+
+/** A request field the server refused: its path in the request ("cpus", "command[3]", "chunk.sha256") and why. */
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export function fieldViolations(e: unknown): FieldViolation[] {
+  if (!(e instanceof ConnectError) || e.code !== Code.InvalidArgument) return [];
+  return e
+    .findDetails(BadRequestSchema)
+    .flatMap((badRequest) => badRequest.fieldViolations.map(({ field, description }) => ({ field, description })));
 }
 
 function codeName(code: Code): string {
