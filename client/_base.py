@@ -142,9 +142,9 @@ class TaskListing:
         page_size: int,
     ) -> None:
         if limit is not None and limit < 0:
-            raise InvalidArgument(f"limit: must not be negative, got {limit}")
+            raise InvalidArgument.of_field("limit", f"must not be negative, got {limit}")
         if page_size < 1:
-            raise InvalidArgument(f"page_size: must be positive, got {page_size}")
+            raise InvalidArgument.of_field("page_size", f"must be positive, got {page_size}")
         statuses = [status] if isinstance(status, str) else list(status or ())
         self._request = task_pb2.ListTasksRequest(
             statuses=[cast("task_pb2.TaskStatus.ValueType", TaskStatus.parse(item).to_proto()) for item in statuses],
@@ -304,9 +304,9 @@ class LogTail:
         file: str | None,
     ) -> None:
         if stream not in _STREAMS_FOR:
-            raise InvalidArgument(f'stream: expected "all", "stdout" or "stderr", got {stream!r}')
+            raise InvalidArgument.of_field("stream", f'expected "all", "stdout" or "stderr", got {stream!r}')
         if lines is not None and lines < 1:
-            raise InvalidArgument(f"lines: must be positive, got {lines}")
+            raise InvalidArgument.of_field("lines", f"must be positive, got {lines}")
         numbers = (task_pb2.LOG_STREAM_FILE,) if file else _STREAMS_FOR[stream]
         start = None if lines else 0
         self._streams = {number: StreamLines(_STREAM_NAMES[number], start) for number in numbers}

@@ -24,9 +24,9 @@ def to_timedelta(value: Duration, field: str) -> timedelta:
     elif isinstance(value, str):
         result = _from_seconds(_parse_seconds(value, field), value, field)
     else:
-        raise InvalidArgument(f"{field}: expected a duration, got {value!r}")
+        raise InvalidArgument.of_field(field, f"expected a duration, got {value!r}")
     if result < timedelta(0):
-        raise InvalidArgument(f"{field}: must not be negative, got {value!r}")
+        raise InvalidArgument.of_field(field, f"must not be negative, got {value!r}")
     return result
 
 
@@ -37,16 +37,16 @@ def _parse_seconds(text: str, field: str) -> float:
     except ValueError:
         pass
     if not _WHOLE.fullmatch(text):
-        raise InvalidArgument(
-            f'{field}: {text!r} is not a duration; write e.g. "90s", "10m", "1h30m" or a number of seconds'
+        raise InvalidArgument.of_field(
+            field, f'{text!r} is not a duration; write e.g. "90s", "10m", "1h30m" or a number of seconds'
         )
     return sum(float(amount) * _UNIT_SECONDS[unit] for amount, unit in _PART.findall(text))
 
 
 def _from_seconds(seconds: float, value: Duration, field: str) -> timedelta:
     if not math.isfinite(seconds):
-        raise InvalidArgument(f"{field}: expected a finite duration, got {value!r}")
+        raise InvalidArgument.of_field(field, f"expected a finite duration, got {value!r}")
     try:
         return timedelta(seconds=seconds)
     except OverflowError:
-        raise InvalidArgument(f"{field}: {value!r} is too long") from None
+        raise InvalidArgument.of_field(field, f"{value!r} is too long") from None

@@ -42,7 +42,7 @@ def plan_upload(path: str | os.PathLike[str], field: str) -> UploadPlan:
         else:
             files = [_local_file(root, root.name)]
     except OSError as error:
-        raise InvalidArgument(f"{field}: {error.filename or path}: {error.strerror}") from error
+        raise InvalidArgument.of_field(field, f"{error.filename or path}: {error.strerror}") from error
     return UploadPlan(files, sum(file.size for file in files))
 
 

@@ -85,6 +85,11 @@ class InvalidArgument(SimplaneError, ValueError):
         super().__init__(message)
         self.violations = tuple(violations)
 
+    @classmethod
+    def of_field(cls, field: str, problem: str) -> InvalidArgument:
+        """The client's own refusal of one field, worded and structured as the server's ("field: problem")."""
+        return cls(f"{field}: {problem}", (FieldViolation(field, problem),))
+
     @property
     def field(self) -> str | None:
         """The path of the first bad field, or None when the error names no field."""

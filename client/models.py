@@ -61,7 +61,7 @@ class TaskStatus(enum.StrEnum):
             return cls(value.upper())
         except ValueError:
             names = ", ".join(member.value for member in cls)
-            raise InvalidArgument(f"status: unknown status {value!r}; expected one of {names}") from None
+            raise InvalidArgument.of_field("status", f"unknown status {value!r}; expected one of {names}") from None
 
     @classmethod
     def from_proto(cls, number: int) -> TaskStatus:
