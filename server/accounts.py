@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 
 from simplane._api.v1 import account_pb2
 from simplane.server import errors, task_states
-from simplane.server.auth import AGENT_KEY, USER_KEY, Authenticator, Caller, MintedKey, new_key
+from simplane.server.auth import Authenticator, MintedKey, new_key
+from simplane.server.caller import AGENT_KEY, USER_KEY, Caller
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, StoredFileRow, TaskRow, UserRow
 

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from simplane._api.v1 import machine_group_pb2 as pb
 from simplane.server import errors
-from simplane.server.auth import MACHINE_ID_PREFIX, MACHINE_KEY, Caller, MintedKey, new_key
+from simplane.server.auth import MACHINE_ID_PREFIX, MintedKey, new_key
+from simplane.server.caller import MACHINE_KEY, Caller
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, MachineGroupRow
 

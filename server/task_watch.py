@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from simplane._api.v1 import task_pb2
 from simplane.server import errors, task_states
-from simplane.server.auth import Caller
+from simplane.server.caller import Caller
 from simplane.server.event_stream import EventStream, Subscription
 from simplane.server.store.database import Database
 from simplane.server.store.models import TaskRow

@@ -18,7 +18,7 @@ from sqlalchemy import or_, select
 from simplane._api.v1 import agent_pb2, task_pb2
 from simplane.server import disk_space, errors, request_limits, task_states
 from simplane.server.agents import AgentHub, AgentSession
-from simplane.server.auth import Caller
+from simplane.server.caller import Caller
 from simplane.server.event_stream import Change, EventStream
 from simplane.server.file_store import FileStore, check_path
 from simplane.server.ids import new_task_id

@@ -192,7 +192,7 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
 
 def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool, disabled: bool) -> str:  # type: ignore[no-untyped-def]
     """Ensures the admin user, a working admin key in the user's config (on loopback), and the agents' token."""
-    from simplane.server.auth import AGENT_KEY, USER_KEY
+    from simplane.server.caller import AGENT_KEY, USER_KEY
 
     accounts = app.accounts
     admin = accounts.ensure_user(session, ADMIN, admin=True)
@@ -225,7 +225,7 @@ def _check_machine_identities(session, app, agent_dirs: list[Path]) -> None:  # 
     Runs before the agents learn the server's address, which is when they read their identity.
     """
     from simplane.agent import machine_identity
-    from simplane.server.auth import MACHINE_KEY
+    from simplane.server.caller import MACHINE_KEY
 
     for work_dir in agent_dirs:
         try:

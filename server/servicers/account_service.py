@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from simplane._api.v1 import account_pb2, account_pb2_grpc
 from simplane.server.accounts import Accounts
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import Authenticator
+from simplane.server.caller import Caller
 from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import unary
 from simplane.server.tasks import TaskRegistry

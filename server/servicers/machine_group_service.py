@@ -9,7 +9,8 @@ from simplane._api.v1 import machine_group_pb2_grpc
 from simplane.server import errors
 from simplane.server.accounts import Accounts
 from simplane.server.agents import AgentHub, AgentSession
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import Authenticator
+from simplane.server.caller import Caller
 from simplane.server.machine_groups import MachineGroups
 from simplane.server.scheduler import Scheduler
 from simplane.server.servicers.authorization import AuthorizedServicer

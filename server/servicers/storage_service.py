@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from simplane._api.v1 import storage_pb2, storage_pb2_grpc
 from simplane.server import errors
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import Authenticator
+from simplane.server.caller import Caller
 from simplane.server.file_store import FileStore, check_path
 from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import streaming, unary

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import task_pb2, task_pb2_grpc
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import Authenticator
+from simplane.server.caller import Caller
 from simplane.server.log_tail import LogTail
 from simplane.server.servicers.authorization import AuthorizedServicer
 from simplane.server.status import streaming, unary
