@@ -101,4 +101,3 @@ class Authenticator:
         """Drops a revoked key from the cache."""
         for key in [k for k, c in self._cache.items() if c.key_id == key_id]:
             del self._cache[key]
-

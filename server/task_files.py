@@ -56,7 +56,7 @@ class TaskFiles:
                 async for data in session.read_file(task.id, path, offset, tail_lines, follow):
                     if data.data:
                         chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=data.offset, data=data.data)
-                        chunk.time.CopyFrom(data.time)
+                        chunk.time.FromNanoseconds(data.time_ns)
                         yield task_pb2.TailLogsResponse(chunk=chunk)
                     offset, tail_lines = data.offset + len(data.data), 0
                 return

@@ -11,6 +11,9 @@ from simplane.server import errors
 from simplane.server.auth import Authenticator
 from simplane.server.caller import AGENT_KEY, MACHINE_KEY, USER_KEY, Caller
 
+# What every servicer method gets besides its request (and uses only through status.py's decorators).
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+
 _WRONG_KIND = {
     USER_KEY: "agent tokens and machine credentials may only call the agent service",
     AGENT_KEY: "the agent service needs an agent token (simplane admin agent-token)",
@@ -26,7 +29,7 @@ class AuthorizedServicer:
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
 
-    async def authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+    async def authorize(self, context: ServicerContext) -> Caller:
         caller = await self._authenticator.caller(_bearer(context))
         if caller.kind not in self.key_kinds:
             raise errors.PermissionDenied(_WRONG_KIND[USER_KEY if USER_KEY in self.key_kinds else AGENT_KEY])
@@ -39,7 +42,7 @@ def require_kind(caller: Caller, kind: str) -> None:
         raise errors.PermissionDenied(_WRONG_KIND[kind])
 
 
-def _bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+def _bearer(context: ServicerContext) -> str | None:
     """The key of the call's `authorization: Bearer <key>` header; None when there is no such header."""
     for name, value in context.invocation_metadata() or ():
         if name == "authorization":
