@@ -44,9 +44,12 @@ _STREAMS = {name: stream for stream, name in _STREAM_NAMES.items()}
 
 
 class AgentProtocol:
-    def __init__(self, tasks: TaskRegistry, hub: AgentHub) -> None:
+    def __init__(self, tasks: TaskRegistry, hub: AgentHub, *, answered: type[Exception]) -> None:
+        """`answered` is what the edge raises once it has ended the call itself: grpc's AbortError, raised where
+        status.py refuses a message of the stream, while handling the domain error that says why."""
         self._tasks = tasks
         self._hub = hub
+        self._answered = answered
 
     async def converse(
         self, machine: Caller, requests: AsyncIterator[agent_pb2.ConnectRequest]
@@ -56,7 +59,7 @@ class AgentProtocol:
             async for response in self._converse(machine, requests):
                 yield response
         except Exception as error:
-            _report(machine.machine_id, error, raised=True)
+            self._log_failure(machine.machine_id, error, raised=True)
             raise
 
     async def _converse(
@@ -85,9 +88,28 @@ class AgentProtocol:
             if self._hub.detach(session):
                 self._tasks.machine_disconnected(session.agent_id)
             if failure is not None and not finished:
-                _report(session.agent_id, failure, raised=False)  # the conversation ended for another reason
+                self._log_failure(session.agent_id, failure, raised=False)  # the conversation ended for another reason
         if failure is not None:
             raise failure
+
+    def _log_failure(self, machine_id: str, error: BaseException, *, raised: bool) -> None:
+        """Says once why a machine's stream ended: a refusal here; an unexpected error that is `raised` on to
+        status.py is logged there, and only gets the machine named in a note."""
+        refusal = self._refusal(error)
+        if refusal is not None:
+            log.warning("the stream of machine %s ended: %s", machine_id, refusal)
+        elif raised:
+            error.add_note(f"on the agent stream of machine {machine_id}")
+        else:
+            log.error("the stream of machine %s failed", machine_id, exc_info=error)
+
+    def _refusal(self, error: BaseException) -> str | None:
+        """Why the stream was refused, if it was: a domain error, or the edge's refusal of a message."""
+        if isinstance(error, errors.DomainError):
+            return error.message
+        if isinstance(error, self._answered):
+            return error.__context__.message if isinstance(error.__context__, errors.DomainError) else str(error)
+        return None
 
     def _welcome(self, session: AgentSession, resumes: Sequence[Resume]) -> agent_pb2.AgentWelcome:
         welcome = agent_pb2.AgentWelcome(machine_id=session.agent_id)
@@ -245,24 +267,3 @@ async def _stop(reader: asyncio.Task[None] | None) -> BaseException | None:
     reader.cancel()
     await asyncio.wait([reader])
     return None if reader.cancelled() else reader.exception()
-
-
-def _report(machine_id: str, error: BaseException, *, raised: bool) -> None:
-    """Says once why a machine's stream ended; an unexpected error that is `raised` on to status.py is logged
-    there, and only gets the machine named in a note."""
-    refusal = _refusal(error)
-    if refusal is not None:
-        log.warning("the stream of machine %s ended: %s", machine_id, refusal.message)
-    elif raised:
-        error.add_note(f"on the agent stream of machine {machine_id}")
-    else:
-        log.error("the stream of machine %s failed", machine_id, exc_info=error)
-
-
-def _refusal(error: BaseException) -> errors.DomainError | None:
-    """The domain error that ended the stream: `error` itself, or the one it was raised in handling (status.py
-    refuses a bad message of a stream by aborting the call from within its handler of the domain error)."""
-    for cause in (error, error.__context__):
-        if isinstance(cause, errors.DomainError):
-            return cause
-    return None

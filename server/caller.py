@@ -1,7 +1,7 @@
 """Who makes a call: the kinds of key a caller can hold, and the caller as the core sees it.
 
-Kept apart from auth.py (which checks keys) and from grpc (which carries them), so that the task core, accounts
-and the watch code know who calls without knowing how the call arrived.
+Kept apart from auth.py (which checks keys) and from the gRPC edge (which carries them), so that the task core,
+accounts and the watch code know who calls without knowing how the call arrived.
 """
 
 from __future__ import annotations

@@ -47,11 +47,16 @@ class MachineGroups:
     def all(self) -> list[MachineGroupRow]:
         return list(self._groups.values())
 
-    async def join(self, token: Caller, hostname: str) -> tuple[str, str]:
-        """A new machine of the join token's group: its id, chosen here, and its own credential (shown once).
+    async def join(self, token: Caller, machine_group: str, hostname: str) -> tuple[str, str]:
+        """A new machine of `machine_group`, which must be the join token's: its id, chosen here, and its own
+        credential (shown once).
 
         The credential is an API key of kind "machine" whose id is the machine's id, owned by the token's user.
         """
+        if machine_group != token.machine_group:
+            raise errors.PermissionDenied(
+                f"this agent token joins machine group {token.machine_group!r}, not {machine_group!r}"
+            )
         self.require(token.machine_group)
 
         def create(session) -> MintedKey:  # type: ignore[no-untyped-def]

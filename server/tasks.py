@@ -196,7 +196,7 @@ class TaskRegistry:
         size = request.page_size or DEFAULT_PAGE_SIZE
         query = select(TaskRow).where(col(TaskRow.owner) == caller.user)
         if request.statuses:
-            query = query.where(col(TaskRow.status).in_(request.statuses))
+            query = query.where(col(TaskRow.status).in_(list(request.statuses)))
         if request.project:
             query = query.where(col(TaskRow.project) == request.project)
         if request.machine_group:
@@ -305,38 +305,38 @@ class TaskRegistry:
     def agent_ready(self, session: AgentSession) -> None:
         self._dispatch(session.machine_group)
 
-    def apply_report(self, machine_id: str, update: TaskReport) -> asyncio.Future[None] | None:
+    def apply_report(self, machine_id: str, report: TaskReport) -> asyncio.Future[None] | None:
         """Records an agent's report; returns what to await before acknowledging it (None: ack at once).
 
         A report that comes before the output written ahead of it is stored (the data dir was full) is not
         recorded: the future returned is cancelled, so it is not acknowledged, and the agent sends it again
         after that output.
         """
-        task = self.active.get(update.task_id)
-        if task is None or task.machine_id != machine_id or task.attempt != update.attempt:
+        task = self.active.get(report.task_id)
+        if task is None or task.machine_id != machine_id or task.attempt != report.attempt:
             return None
-        if update.seq <= task.update_seq:
+        if report.seq <= task.update_seq:
             return None
-        if self._output_missing(task.id, "stdout", update.stdout_size) or self._output_missing(
-            task.id, "stderr", update.stderr_size
+        if self._output_missing(task.id, "stdout", report.stdout_size) or self._output_missing(
+            task.id, "stderr", report.stderr_size
         ):
             refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             refused.cancel()
             return refused
-        task.update_seq = update.seq
-        if not task_states.advances(task.status, update.status):
+        task.update_seq = report.seq
+        if not task_states.advances(task.status, report.status):
             return None
-        at = time.time() if update.time is None else update.time
-        task.move(update.status, max(at, task.updated_at), update.error)
-        if update.exit_code is not None:
-            task.exit_code = update.exit_code
-        if update.error:
-            task.error = update.error
-        if update.status in (task_states.FINALIZING, *task_states.TERMINAL):
-            task.stdout_size, task.stderr_size = update.stdout_size, update.stderr_size
-            task.output_bytes, task.output_files = update.output_bytes, update.output_files
-        if update.input_files:
-            task.input_bytes, task.input_files = update.input_bytes, update.input_files
+        at = time.time() if report.time is None else report.time
+        task.move(report.status, max(at, task.updated_at), report.error)
+        if report.exit_code is not None:
+            task.exit_code = report.exit_code
+        if report.error:
+            task.error = report.error
+        if report.status in (task_states.FINALIZING, *task_states.TERMINAL):
+            task.stdout_size, task.stderr_size = report.stdout_size, report.stderr_size
+            task.output_bytes, task.output_files = report.output_bytes, report.output_files
+        if report.input_files:
+            task.input_bytes, task.input_files = report.input_bytes, report.input_files
         if task.terminal:
             return asyncio.ensure_future(self._finish(task))
         return self.events.record(task).committed

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc
+
 from simplane._api.v1 import agent_pb2, agent_pb2_grpc, storage_pb2
-from simplane.server import errors
 from simplane.server.agent_protocol import AgentProtocol
 from simplane.server.agents import AgentHub
 from simplane.server.auth import Authenticator
@@ -33,7 +34,7 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
     ) -> None:
         super().__init__(authenticator)
         self._tasks = tasks
-        self._protocol = AgentProtocol(tasks, hub)
+        self._protocol = AgentProtocol(tasks, hub, answered=grpc.aio.AbortError)
         self._files = files
         self._groups = groups
 
@@ -42,11 +43,7 @@ class AgentService(AuthorizedServicer, agent_pb2_grpc.AgentServiceServicer):
         self, request: agent_pb2.JoinRequest, context: ServicerContext, caller: Caller
     ) -> agent_pb2.JoinResponse:
         require_kind(caller, AGENT_KEY)
-        if request.machine_group != caller.machine_group:
-            raise errors.PermissionDenied(
-                f"this agent token joins machine group {caller.machine_group!r}, not {request.machine_group!r}"
-            )
-        machine_id, credential = await self._groups.join(caller, request.hostname)
+        machine_id, credential = await self._groups.join(caller, request.machine_group, request.hostname)
         return agent_pb2.JoinResponse(machine_id=machine_id, credential=credential)
 
     @streaming
