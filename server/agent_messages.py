@@ -57,12 +57,17 @@ class ReportAck:
 
 @dataclass(frozen=True)
 class ListFiles:
+    """List the working directory of a running task; the answer is a FileListing."""
+
     request_id: str
     task_id: str
 
 
 @dataclass(frozen=True)
 class ReadFile:
+    """Send frames of a running task's file from `offset` (or its last `tail_lines`), then more as it grows if
+    `follow`."""
+
     request_id: str
     task_id: str
     path: str
@@ -73,6 +78,8 @@ class ReadFile:
 
 @dataclass(frozen=True)
 class CancelRead:
+    """Stop the read `request_id`: its reader went away, or fell behind (see AgentSession.read_file)."""
+
     request_id: str
 
 
