@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from sqlalchemy import func, select
+from sqlmodel import Session, col
 
 from simplane._api.v1 import account_pb2
 from simplane.server import errors, task_states
-from simplane.server.auth import AGENT_KEY, USER_KEY, Authenticator, Caller, MintedKey, new_key
+from simplane.server.auth import Authenticator, MintedKey, new_key
+from simplane.server.caller import AGENT_KEY, USER_KEY, Caller
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, StoredFileRow, TaskRow, UserRow
 
@@ -24,22 +27,23 @@ class Accounts:
 
     # Synchronous forms run at startup, before serving; the others from RPCs, in the database thread.
 
-    def ensure_user(self, session, name: str, *, admin: bool) -> UserRow:  # type: ignore[no-untyped-def]
-        user = session.execute(select(UserRow).where(UserRow.name == name)).scalar_one_or_none()
+    def ensure_user(self, session: Session, name: str, *, admin: bool) -> UserRow:
+        user: UserRow | None = session.execute(select(UserRow).where(col(UserRow.name) == name)).scalar_one_or_none()
         if user is None:
             user = UserRow(name=name, admin=admin, created_at=time.time())
             session.add(user)
             session.flush()
         return user
 
-    def add_key(  # type: ignore[no-untyped-def]
-        self, session, user: UserRow, *, kind: str = USER_KEY, machine_group: str = "", description: str = ""
+    def add_key(
+        self, session: Session, user: UserRow, *, kind: str = USER_KEY, machine_group: str = "", description: str = ""
     ) -> tuple[ApiKeyRow, MintedKey]:
+        assert user.id is not None  # flushed: ensure_user's users are stored
         row, minted = new_key(user.id, kind=kind, machine_group=machine_group, description=description)
         session.add(row)
         return row, minted
 
-    def key_is_valid(self, session, key: str, kind: str) -> bool:  # type: ignore[no-untyped-def]
+    def key_is_valid(self, session: Session, key: str, kind: str) -> bool:
         try:
             caller = self._authenticator.check_key(session, key)
         except errors.Unauthenticated:
@@ -53,8 +57,8 @@ class Accounts:
                 "name", "must be 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
 
-        def create(session):  # type: ignore[no-untyped-def]
-            if session.execute(select(UserRow).where(UserRow.name == name)).scalar_one_or_none() is not None:
+        def create(session: Session) -> account_pb2.CreateUserResponse:
+            if session.execute(select(UserRow).where(col(UserRow.name) == name)).scalar_one_or_none() is not None:
                 raise errors.AlreadyExists(f"user {name!r} already exists")
             user = self.ensure_user(session, name, admin=admin)
             row, minted = self.add_key(session, user, description="first key")
@@ -63,15 +67,15 @@ class Accounts:
         return await self._database.run(create)
 
     async def whoami(self, caller: Caller) -> account_pb2.WhoAmIResponse:
-        user = await self._database.run(
-            lambda s: s.execute(select(UserRow).where(UserRow.name == caller.user)).scalar_one_or_none()
+        user: UserRow | None = await self._database.run(
+            lambda s: s.execute(select(UserRow).where(col(UserRow.name) == caller.user)).scalar_one_or_none()
         )
         if user is None:  # auth disabled and no admin yet
             return account_pb2.WhoAmIResponse(user=account_pb2.User(name=caller.user, admin=caller.admin))
         return account_pb2.WhoAmIResponse(user=_user(user), api_key_id=caller.key_id)
 
     async def create_key(self, caller: Caller, description: str) -> account_pb2.CreateApiKeyResponse:
-        def create(session):  # type: ignore[no-untyped-def]
+        def create(session: Session) -> account_pb2.CreateApiKeyResponse:
             user = self.ensure_user(session, caller.user, admin=caller.admin)
             row, minted = self.add_key(session, user, description=description)
             return account_pb2.CreateApiKeyResponse(api_key=_key(row), secret=minted.secret)
@@ -81,7 +85,7 @@ class Accounts:
     async def create_agent_token(self, caller: Caller, machine_group: str) -> str:
         _require_admin(caller)
 
-        def create(session):  # type: ignore[no-untyped-def]
+        def create(session: Session) -> str:
             user = self.ensure_user(session, caller.user, admin=True)
             _row, minted = self.add_key(
                 session, user, kind=AGENT_KEY, machine_group=machine_group, description=f"agents of {machine_group}"
@@ -91,19 +95,19 @@ class Accounts:
         return await self._database.run(create)
 
     async def list_keys(self, caller: Caller) -> list[account_pb2.ApiKey]:
-        def read(session):  # type: ignore[no-untyped-def]
+        def read(session: Session) -> list[account_pb2.ApiKey]:
             rows = session.execute(
                 select(ApiKeyRow)
-                .join(UserRow, UserRow.id == ApiKeyRow.user_id)
-                .where(UserRow.name == caller.user, ApiKeyRow.kind == USER_KEY)
-                .order_by(ApiKeyRow.created_at)
+                .join(UserRow, col(UserRow.id) == col(ApiKeyRow.user_id))
+                .where(col(UserRow.name) == caller.user, col(ApiKeyRow.kind) == USER_KEY)
+                .order_by(col(ApiKeyRow.created_at))
             ).scalars()
             return [_key(row) for row in rows]
 
         return await self._database.run(read)
 
     async def revoke_key(self, caller: Caller, key_id: str) -> account_pb2.ApiKey:
-        def revoke(session):  # type: ignore[no-untyped-def]
+        def revoke(session: Session) -> account_pb2.ApiKey:
             row = session.get(ApiKeyRow, key_id)
             user = session.get(UserRow, row.user_id) if row is not None else None
             if row is None or user is None or user.name != caller.user or row.kind != USER_KEY:
@@ -122,17 +126,17 @@ class Accounts:
         ]
 
     async def usage(self, caller: Caller, start: float | None, end: float | None) -> account_pb2.GetUsageResponse:
-        def read(session):  # type: ignore[no-untyped-def]
-            query = select(TaskRow.history).where(TaskRow.owner == caller.user)
+        def read(session: Session) -> tuple[list[list[list[Any]]], int]:
+            query = select(col(TaskRow.history)).where(col(TaskRow.owner) == caller.user)
             if start is not None:
-                query = query.where(TaskRow.created_at >= start)
+                query = query.where(col(TaskRow.created_at) >= start)
             if end is not None:
-                query = query.where(TaskRow.created_at < end)
-            histories = session.execute(query).scalars().all()
+                query = query.where(col(TaskRow.created_at) < end)
+            histories = list(session.execute(query).scalars().all())
             stored = session.execute(
-                select(func.coalesce(func.sum(StoredFileRow.size), 0)).where(StoredFileRow.owner == caller.user)
+                select(func.coalesce(func.sum(StoredFileRow.size), 0)).where(col(StoredFileRow.owner) == caller.user)
             ).scalar()
-            return histories, stored
+            return histories, int(stored or 0)
 
         histories, stored = await self._database.run(read)
         now = time.time()

@@ -1,5 +1,5 @@
-"""The agents connected now and the machines away: outgoing message queues, liveness, and requests relayed to
-agents.
+"""The agents connected now and the machines away: the session of each connected agent (the commands queued for
+it, its liveness, requests relayed to it) and the hub that holds them.
 
 A machine whose agent falls silent past the heartbeat timeout (or whose stream closed that long ago) is
 unreachable: its tasks may well still run there, so they keep their status and only carry a warning. It is lost,
@@ -14,14 +14,35 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from simplane._api.v1 import agent_pb2
 from simplane.server import errors
+from simplane.server.agent_messages import (
+    CancelRead,
+    Command,
+    FileFrame,
+    FileListing,
+    ListFiles,
+    OutputAck,
+    ReadFile,
+    ReportAck,
+)
 
-_CLOSE = None  # put in an outbox to end the session's stream
-ACKS = "acks"  # put in an outbox to send the acknowledgements gathered since
-_OVERFLOW = object()  # a relayed file read outran its reader
 READ_WINDOW = 64  # FileData frames (up to 64 KiB each) held for one reader
 _request_ids = itertools.count(1)
+
+
+class _Closed:
+    """The session ended: in its outbox, the end of its commands; in a reply queue, no answer will come."""
+
+
+class _AcksDue:
+    """In an outbox: the acknowledgements gathered since go now."""
+
+
+class _Overflow:
+    """In a reply queue: a relayed file read outran its reader."""
+
+
+_CLOSED, _ACKS_DUE, _OVERFLOW = _Closed(), _AcksDue(), _Overflow()
 
 
 @dataclass
@@ -35,74 +56,79 @@ class AgentSession:
     load: float = 0.0
     memory_total_bytes: int = 0
     memory_used_bytes: int = 0
-    outbox: asyncio.Queue[agent_pb2.ConnectResponse | str | None] = field(default_factory=asyncio.Queue)
-    _replies: dict[str, asyncio.Queue] = field(default_factory=dict)
-    _update_acks: dict[str, int] = field(default_factory=dict)
-    _output_acks: dict[tuple[str, int], int] = field(default_factory=dict)
+    _outbox: asyncio.Queue[Command | _AcksDue | _Closed] = field(default_factory=asyncio.Queue)
+    _replies: dict[str, _Replies] = field(default_factory=dict)
+    _report_acks: dict[str, int] = field(default_factory=dict)
+    _output_acks: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def send(self, message: agent_pb2.ConnectResponse) -> None:
-        self.outbox.put_nowait(message)
+    def send(self, command: Command) -> None:
+        self._outbox.put_nowait(command)
 
-    def ack_update(self, task_id: str, seq: int) -> None:
+    async def commands(self) -> AsyncIterator[Command]:
+        """What to send the agent, in order, until the session closes."""
+        while not isinstance(item := await self._outbox.get(), _Closed):
+            if isinstance(item, _AcksDue):
+                for ack in self._take_acks():
+                    yield ack
+            else:
+                yield item
+
+    def heard(self) -> None:
+        self.last_seen = time.monotonic()
+
+    def ack_report(self, task_id: str, seq: int) -> None:
         """Acknowledgements wait in place until the stream is free, so a burst of them travels as few."""
         self._queue_acks()
-        self._update_acks[task_id] = max(seq, self._update_acks.get(task_id, 0))
+        self._report_acks[task_id] = max(seq, self._report_acks.get(task_id, 0))
 
-    def ack_output(self, task_id: str, stream: int, offset: int) -> None:
+    def ack_output(self, task_id: str, stream: str, offset: int) -> None:
         self._queue_acks()
         key = (task_id, stream)
         self._output_acks[key] = max(offset, self._output_acks.get(key, 0))
 
     def _queue_acks(self) -> None:
-        if not self._update_acks and not self._output_acks:
-            self.outbox.put_nowait(ACKS)
+        if not self._report_acks and not self._output_acks:
+            self._outbox.put_nowait(_ACKS_DUE)
 
-    def take_acks(self) -> list[agent_pb2.ConnectResponse]:
-        acks = [
-            agent_pb2.ConnectResponse(output_ack=agent_pb2.OutputAck(task_id=task_id, stream=stream, offset=offset))
-            for (task_id, stream), offset in self._output_acks.items()
+    def _take_acks(self) -> list[OutputAck | ReportAck]:
+        acks: list[OutputAck | ReportAck] = [
+            OutputAck(task_id, stream, offset) for (task_id, stream), offset in self._output_acks.items()
         ]
-        acks.extend(
-            agent_pb2.ConnectResponse(update_ack=agent_pb2.TaskUpdateAck(task_id=task_id, seq=seq))
-            for task_id, seq in self._update_acks.items()
-        )
+        acks.extend(ReportAck(task_id, seq) for task_id, seq in self._report_acks.items())
         self._output_acks.clear()
-        self._update_acks.clear()
+        self._report_acks.clear()
         return acks
 
     def close(self) -> None:
-        self.outbox.put_nowait(_CLOSE)
+        self._outbox.put_nowait(_CLOSED)
         for replies in self._replies.values():
-            replies.put_nowait(_CLOSE)
+            replies.put_nowait(_CLOSED)
 
-    def deliver(self, request_id: str, reply: object) -> None:
+    def deliver(self, request_id: str, reply: FileListing | FileFrame) -> None:
         """Hands the agent's answer to the RPC waiting for it; answers nobody waits for are dropped."""
         replies = self._replies.get(request_id)
         if replies is not None:
             replies.put_nowait(reply)
 
-    async def list_files(self, task_id: str, timeout: float = 10.0) -> agent_pb2.FileListing:
+    async def list_files(self, task_id: str, timeout: float = 10.0) -> FileListing:
         request_id = str(next(_request_ids))
-        replies: asyncio.Queue = asyncio.Queue()
-        self._replies[request_id] = replies
+        replies = self._replies[request_id] = _Replies()
         try:
-            self.send(
-                agent_pb2.ConnectResponse(list_files=agent_pb2.ListFilesCommand(request_id=request_id, task_id=task_id))
-            )
+            self.send(ListFiles(request_id, task_id))
             try:
                 listing = await asyncio.wait_for(replies.get(), timeout)
             except TimeoutError:
                 raise errors.Unavailable(f"machine {self.agent_id} did not answer in time") from None
         finally:
             del self._replies[request_id]
-        if listing is _CLOSE:
+        if not isinstance(listing, FileListing):
             raise errors.Unavailable(f"machine {self.agent_id} disconnected")
         return listing
 
     async def read_file(
         self, task_id: str, path: str, offset: int, tail_lines: int, follow: bool
-    ) -> AsyncIterator[agent_pb2.FileData]:
-        """FileData frames from the agent until eof; cancels the read on the agent if the caller goes away.
+    ) -> AsyncIterator[FileFrame]:
+        """Frames of the file from the agent until eof; cancels the read on the agent if the caller goes away.
 
         At most READ_WINDOW frames wait here for a slow caller. Past that the agent's read is cancelled and,
         once the caller has taken what waits, started again from where it got to: memory stays bounded and the
@@ -110,19 +136,15 @@ class AgentSession:
         """
         while True:
             request_id = str(next(_request_ids))
-            replies: asyncio.Queue = asyncio.Queue()
-            self._replies[request_id] = _Window(replies, READ_WINDOW)
+            replies = self._replies[request_id] = _Replies(READ_WINDOW)
             finished = False
-            command = agent_pb2.ReadFileCommand(
-                request_id=request_id, task_id=task_id, path=path, offset=offset, tail_lines=tail_lines, follow=follow
-            )
             try:
-                self.send(agent_pb2.ConnectResponse(read_file=command))
+                self.send(ReadFile(request_id, task_id, path, offset, tail_lines, follow))
                 while True:
                     frame = await replies.get()
-                    if frame is _OVERFLOW:
+                    if isinstance(frame, _Overflow):
                         break
-                    if frame is _CLOSE:
+                    if not isinstance(frame, FileFrame):
                         finished = True
                         raise errors.Unavailable(f"machine {self.agent_id} disconnected")
                     if frame.error:
@@ -136,24 +158,28 @@ class AgentSession:
             finally:
                 del self._replies[request_id]
                 if not finished:
-                    self.send(agent_pb2.ConnectResponse(cancel_read=agent_pb2.CancelReadCommand(request_id=request_id)))
+                    self.send(CancelRead(request_id))
 
 
-class _Window:
-    """A reply queue holding at most `limit` frames; one more turns it into an overflow marker, then it drops all."""
+class _Replies:
+    """The agent's answers to one request; with a `limit`, one frame more turns into an overflow, then all drop."""
 
-    def __init__(self, queue: asyncio.Queue, limit: int) -> None:
-        self._queue = queue
+    def __init__(self, limit: int | None = None) -> None:
+        self._queue: asyncio.Queue[FileListing | FileFrame | _Closed | _Overflow] = asyncio.Queue()
         self._limit = limit
         self._overflowed = False
 
-    def put_nowait(self, item: object) -> None:
+    def put_nowait(self, item: FileListing | FileFrame | _Closed) -> None:
         if self._overflowed:
             return
-        if self._queue.qsize() >= self._limit and item is not _CLOSE:
+        if self._limit is not None and self._queue.qsize() >= self._limit and not isinstance(item, _Closed):
             self._overflowed = True
-            item = _OVERFLOW
+            self._queue.put_nowait(_OVERFLOW)
+            return
         self._queue.put_nowait(item)
+
+    async def get(self) -> FileListing | FileFrame | _Closed | _Overflow:
+        return await self._queue.get()
 
 
 @dataclass

@@ -122,7 +122,7 @@ class ServerApp:
             server,
         )
         agent_pb2_grpc.add_AgentServiceServicer_to_server(
-            AgentService(self.authenticator, self.tasks, self.hub, self.logs, self.files, self.groups), server
+            AgentService(self.authenticator, self.tasks, self.hub, self.files, self.groups), server
         )
         storage_pb2_grpc.add_StorageServiceServicer_to_server(
             StorageService(self.authenticator, self.files, self.tasks), server

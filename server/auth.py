@@ -1,8 +1,9 @@
-"""API keys, join tokens and machine credentials: minting, checking, and who the caller of an RPC is.
+"""API keys, join tokens and machine credentials: minting them, and checking a key to name its caller.
 
 A key reads `sp_<id>_<secret>`; the server stores only sha256(secret). Checked keys are cached in memory so
 that an RPC costs one dict lookup; revoking a key drops it from the cache. A machine credential's id is the
-machine's id, so the id a machine is known by proves nothing without the secret.
+machine's id, so the id a machine is known by proves nothing without the secret. How a key arrives (gRPC
+metadata) is the servicers' concern (servicers/authorization.py).
 """
 
 from __future__ import annotations
@@ -13,32 +14,14 @@ import secrets
 import time
 from dataclasses import dataclass
 
-import grpc
+from sqlmodel import Session
 
 from simplane.server import errors
+from simplane.server.caller import USER_KEY, Caller
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, UserRow
 
-USER_KEY = "user"
-AGENT_KEY = "agent"  # a machine group's join token: it can only make new machines (AgentService.Join)
-MACHINE_KEY = "machine"  # one machine's own credential, made by Join
 MACHINE_ID_PREFIX = "m-"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who made an RPC: a user (with their key), a join token of a machine group, or one machine."""
-
-    user: str
-    admin: bool
-    key_id: str
-    kind: str = USER_KEY
-    machine_group: str = ""
-
-    @property
-    def machine_id(self) -> str:
-        """The calling machine's id; empty unless the caller holds a machine credential."""
-        return self.key_id if self.kind == MACHINE_KEY else ""
 
 
 @dataclass(frozen=True)
@@ -89,8 +72,8 @@ class Authenticator:
         self._local_admin = local_admin
         self._cache: dict[str, Caller] = {}
 
-    async def caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        key = _bearer(context)
+    async def caller(self, key: str | None) -> Caller:
+        """The caller holding `key` (None: no key was sent)."""
         if key is None:
             if self._disabled:
                 return Caller(user=self._local_admin, admin=True, key_id="")
@@ -102,7 +85,7 @@ class Authenticator:
         self._cache[key] = caller
         return caller
 
-    def check_key(self, session, key: str) -> Caller:  # type: ignore[no-untyped-def]
+    def check_key(self, session: Session, key: str) -> Caller:
         key_id, secret = _split(key)
         row = session.get(ApiKeyRow, key_id)
         if row is None or row.revoked or not hmac.compare_digest(row.secret_hash, _hash(secret)):
@@ -118,13 +101,3 @@ class Authenticator:
         """Drops a revoked key from the cache."""
         for key in [k for k, c in self._cache.items() if c.key_id == key_id]:
             del self._cache[key]
-
-
-def _bearer(context: grpc.aio.ServicerContext) -> str | None:
-    for name, value in context.invocation_metadata() or ():
-        if name == "authorization":
-            scheme, _, token = str(value).partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise errors.Unauthenticated("authorization header must read 'Bearer <key>'")
-            return token.strip()
-    return None

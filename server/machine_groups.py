@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from simplane._api.v1 import machine_group_pb2 as pb
 from simplane.server import errors
-from simplane.server.auth import MACHINE_ID_PREFIX, MACHINE_KEY, Caller, MintedKey, new_key
+from simplane.server.auth import MACHINE_ID_PREFIX, MintedKey, new_key
+from simplane.server.caller import MACHINE_KEY, Caller
 from simplane.server.store.database import Database
 from simplane.server.store.models import ApiKeyRow, MachineGroupRow
 
@@ -46,11 +47,16 @@ class MachineGroups:
     def all(self) -> list[MachineGroupRow]:
         return list(self._groups.values())
 
-    async def join(self, token: Caller, hostname: str) -> tuple[str, str]:
-        """A new machine of the join token's group: its id, chosen here, and its own credential (shown once).
+    async def join(self, token: Caller, machine_group: str, hostname: str) -> tuple[str, str]:
+        """A new machine of `machine_group`, which must be the join token's: its id, chosen here, and its own
+        credential (shown once).
 
         The credential is an API key of kind "machine" whose id is the machine's id, owned by the token's user.
         """
+        if machine_group != token.machine_group:
+            raise errors.PermissionDenied(
+                f"this agent token joins machine group {token.machine_group!r}, not {machine_group!r}"
+            )
         self.require(token.machine_group)
 
         def create(session) -> MintedKey:  # type: ignore[no-untyped-def]

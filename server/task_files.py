@@ -53,7 +53,7 @@ class TaskFiles:
                 async for frame in session.read_file(task.id, path, offset, tail_lines, follow):
                     if frame.data:
                         chunk = task_pb2.LogChunk(stream=L.LOG_STREAM_FILE, offset=frame.offset, data=frame.data)
-                        chunk.time.CopyFrom(frame.time)
+                        chunk.time.FromNanoseconds(frame.time_ns)
                         yield task_pb2.TailLogsResponse(chunk=chunk)
                     offset, tail_lines = frame.offset + len(frame.data), 0
                 return

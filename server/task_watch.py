@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
+from sqlmodel import Session, col
 
 from simplane._api.v1 import task_pb2
 from simplane.server import errors, task_states
-from simplane.server.auth import Caller
+from simplane.server.caller import Caller
 from simplane.server.event_stream import EventStream, Subscription
 from simplane.server.store.database import Database
 from simplane.server.store.models import TaskRow
@@ -16,7 +17,7 @@ from simplane.server.task_record import TaskRecord
 
 W = task_pb2.WatchEventType
 DEFAULT_ENDED_LIMIT = 100
-_TASKS = TaskRow.__table__
+_TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]  # sqlmodel sets it on table models; its stubs don't say
 
 
 class TaskWatch:
@@ -114,7 +115,7 @@ class TaskWatch:
                 lambda s: [
                     TaskRecord.from_row(row).to_proto()
                     for row in s.execute(
-                        select(TaskRow).where(TaskRow.owner == owner, TaskRow.id.in_(unknown))
+                        select(TaskRow).where(col(TaskRow.owner) == owner, col(TaskRow.id).in_(unknown))
                     ).scalars()
                 ]
             )
@@ -131,7 +132,9 @@ def _matches(task: task_pb2.Task, request: task_pb2.WatchTasksRequest) -> bool:
     )
 
 
-def _ended(session, owner: str, request: task_pb2.WatchTasksRequest, last: int, limit: int):  # type: ignore[no-untyped-def]
+def _ended(
+    session: Session, owner: str, request: task_pb2.WatchTasksRequest, last: int, limit: int
+) -> list[task_pb2.Task]:
     """The caller's `limit` newest matching tasks that had ended by revision `last` (one that ends later is an
     active task of the snapshot, and its end comes as a change)."""
     query = select(_TASKS).where(

@@ -11,14 +11,16 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Sequence
 
-from google.protobuf import duration_pb2
 from sqlalchemy import or_, select
+from sqlmodel import Session, col
 
-from simplane._api.v1 import agent_pb2, task_pb2
+from simplane._api.v1 import task_pb2
 from simplane.server import disk_space, errors, request_limits, task_states
+from simplane.server.agent_messages import Assignment, KillOrder, Resume, TaskReport
 from simplane.server.agents import AgentHub, AgentSession
-from simplane.server.auth import Caller
+from simplane.server.caller import Caller
 from simplane.server.event_stream import Change, EventStream
 from simplane.server.file_store import FileStore, check_path
 from simplane.server.ids import new_task_id
@@ -58,7 +60,7 @@ class TaskRegistry:
         self._groups = groups
         self._max_active_tasks = max_active_tasks
         self.active: dict[str, TaskRecord] = {}
-        self._kills: dict[str, agent_pb2.TaskKill] = {}  # sent to (or owed to) the task's agent
+        self._kills: dict[str, KillOrder] = {}  # sent to (or owed to) the task's agent
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._active_per_owner: dict[str, int] = {}
         self._end_waiters: dict[str, list[asyncio.Future[TaskRecord]]] = {}
@@ -74,7 +76,7 @@ class TaskRegistry:
     def load(self) -> None:
         """Takes the active tasks back from the database (before serving)."""
         rows = self._database.call(
-            lambda s: s.execute(select(TaskRow).where(TaskRow.status.not_in(task_states.TERMINAL))).scalars().all()
+            lambda s: s.execute(select(TaskRow).where(col(TaskRow.status).not_in(task_states.TERMINAL))).scalars().all()
         )
         for row in rows:
             task = TaskRecord.from_row(row)
@@ -192,25 +194,28 @@ class TaskRegistry:
 
     async def list(self, caller: Caller, request: task_pb2.ListTasksRequest) -> task_pb2.ListTasksResponse:
         size = request.page_size or DEFAULT_PAGE_SIZE
-        query = select(TaskRow).where(TaskRow.owner == caller.user)
+        query = select(TaskRow).where(col(TaskRow.owner) == caller.user)
         if request.statuses:
-            query = query.where(TaskRow.status.in_(list(request.statuses)))
+            query = query.where(col(TaskRow.status).in_(list(request.statuses)))
         if request.project:
-            query = query.where(TaskRow.project == request.project)
+            query = query.where(col(TaskRow.project) == request.project)
         if request.machine_group:
-            query = query.where(TaskRow.machine_group == request.machine_group)
+            query = query.where(col(TaskRow.machine_group) == request.machine_group)
         if request.query:
             text = request.query.strip()
             query = query.where(
-                or_(TaskRow.id.startswith(text, autoescape=True), TaskRow.name.icontains(text, autoescape=True))
+                or_(
+                    col(TaskRow.id).startswith(text, autoescape=True),
+                    col(TaskRow.name).icontains(text, autoescape=True),
+                )
             )
         if request.HasField("created_after"):
-            query = query.where(TaskRow.created_at >= request.created_after.ToNanoseconds() / 1e9)
+            query = query.where(col(TaskRow.created_at) >= request.created_after.ToNanoseconds() / 1e9)
         if request.HasField("created_before"):
-            query = query.where(TaskRow.created_at < request.created_before.ToNanoseconds() / 1e9)
+            query = query.where(col(TaskRow.created_at) < request.created_before.ToNanoseconds() / 1e9)
         if request.page_token:
-            query = query.where(TaskRow.id < _decode_page_token(request.page_token))
-        query = query.order_by(TaskRow.id.desc()).limit(size + 1)
+            query = query.where(col(TaskRow.id) < _decode_page_token(request.page_token))
+        query = query.order_by(col(TaskRow.id).desc()).limit(size + 1)
         rows = await self._database.run(lambda s: list(s.execute(query).scalars()))
         tasks = [self.active.get(row.id) or TaskRecord.from_row(row) for row in rows[:size]]
         response = task_pb2.ListTasksResponse(tasks=[t.to_proto() for t in tasks])
@@ -250,16 +255,11 @@ class TaskRegistry:
         if task.id not in self.active or task.terminal:
             return
         if task.status in task_states.ON_MACHINE:
-            kill = agent_pb2.TaskKill(
-                task_id=task.id,
-                status=status,
-                reason=reason,
-                grace_period=duration_pb2.Duration(seconds=int(grace), nanos=int(grace % 1 * 1e9)),
-            )
+            kill = KillOrder(task.id, status, reason, grace)
             self._kills[task.id] = kill
             session = self._hub.session(task.machine_id)
             if session is not None:
-                session.send(agent_pb2.ConnectResponse(kill=kill))
+                session.send(kill)
             return
         self._scheduler.dequeue(task)
         task.error = reason
@@ -268,24 +268,18 @@ class TaskRegistry:
 
     # -- agents --------------------------------------------------------------------------------------------
 
-    async def welcome(self, session: AgentSession, held: list[agent_pb2.HeldTask]) -> agent_pb2.AgentWelcome:
-        """Settles what a (re)connecting agent holds against what the server expects of it."""
-        welcome = agent_pb2.AgentWelcome(machine_id=session.agent_id)
-        welcome.heartbeat_interval.FromNanoseconds(int(self._hub.heartbeat_interval * 1e9))
-        held_ids = {h.task_id for h in held}
+    async def agent_back(self, session: AgentSession, held_ids: set[str]) -> Sequence[Resume]:
+        """Settles what a (re)connecting agent holds against what the server expects of it; returns what the
+        server has stored of each held task it still runs there."""
+        resumes = []
         for task_id in held_ids:
             # A held task the server no longer runs here (it ended, or was declared lost) gets no resume: the
             # agent then stops and drops it. An ended task's output was all stored before its end was.
             task = self.active.get(task_id)
             if task is None or task.machine_id != session.agent_id:
                 continue
-            welcome.resumes.append(
-                agent_pb2.TaskResume(
-                    task_id=task.id,
-                    update_seq=task.update_seq,
-                    stdout_offset=self._logs.size(task.id, "stdout"),
-                    stderr_offset=self._logs.size(task.id, "stderr"),
-                )
+            resumes.append(
+                Resume(task.id, task.update_seq, self._logs.size(task.id, "stdout"), self._logs.size(task.id, "stderr"))
             )
         mine = [t for t in self.active.values() if t.machine_id == session.agent_id]
         warning = self._unreachable.pop(session.agent_id, None)
@@ -298,51 +292,51 @@ class TaskRegistry:
                 running.append(task)
             elif task.status == task_states.PREPARING:
                 running.append(task)
-                session.send(agent_pb2.ConnectResponse(assignment=_assignment(task)))
+                session.send(Assignment.of(task))
             else:
                 await self._lose(task, f"machine {session.agent_id} restarted and no longer runs the task")
         self._scheduler.add_machine(session.agent_id, session.machine_group, session.slots, running)
         for task in running:
             kill = self._kills.get(task.id)
             if kill is not None:
-                session.send(agent_pb2.ConnectResponse(kill=kill))
-        return welcome
+                session.send(kill)
+        return resumes
 
     def agent_ready(self, session: AgentSession) -> None:
         self._dispatch(session.machine_group)
 
-    def apply_update(self, machine_id: str, update: agent_pb2.TaskUpdate) -> asyncio.Future[None] | None:
+    def apply_report(self, machine_id: str, report: TaskReport) -> asyncio.Future[None] | None:
         """Records an agent's report; returns what to await before acknowledging it (None: ack at once).
 
         A report that comes before the output written ahead of it is stored (the data dir was full) is not
         recorded: the future returned is cancelled, so it is not acknowledged, and the agent sends it again
         after that output.
         """
-        task = self.active.get(update.task_id)
-        if task is None or task.machine_id != machine_id or task.attempt != update.attempt:
+        task = self.active.get(report.task_id)
+        if task is None or task.machine_id != machine_id or task.attempt != report.attempt:
             return None
-        if update.seq <= task.update_seq:
+        if report.seq <= task.update_seq:
             return None
-        if self._output_missing(task.id, "stdout", update.stdout_size) or self._output_missing(
-            task.id, "stderr", update.stderr_size
+        if self._output_missing(task.id, "stdout", report.stdout_size) or self._output_missing(
+            task.id, "stderr", report.stderr_size
         ):
             refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             refused.cancel()
             return refused
-        task.update_seq = update.seq
-        if not task_states.advances(task.status, update.status):
+        task.update_seq = report.seq
+        if not task_states.advances(task.status, report.status):
             return None
-        at = update.time.ToNanoseconds() / 1e9 if update.HasField("time") else time.time()
-        task.move(update.status, max(at, task.updated_at), update.error)
-        if update.HasField("exit_code"):
-            task.exit_code = update.exit_code
-        if update.error:
-            task.error = update.error
-        if update.status in (task_states.FINALIZING, *task_states.TERMINAL):
-            task.stdout_size, task.stderr_size = update.stdout_size, update.stderr_size
-            task.output_bytes, task.output_files = update.output_bytes, update.output_files
-        if update.input_files:
-            task.input_bytes, task.input_files = update.input_bytes, update.input_files
+        at = time.time() if report.time is None else report.time
+        task.move(report.status, max(at, task.updated_at), report.error)
+        if report.exit_code is not None:
+            task.exit_code = report.exit_code
+        if report.error:
+            task.error = report.error
+        if report.status in (task_states.FINALIZING, *task_states.TERMINAL):
+            task.stdout_size, task.stderr_size = report.stdout_size, report.stderr_size
+            task.output_bytes, task.output_files = report.output_bytes, report.output_files
+        if report.input_files:
+            task.input_bytes, task.input_files = report.input_bytes, report.input_files
         if task.terminal:
             return asyncio.ensure_future(self._finish(task))
         return self.events.record(task).committed
@@ -351,7 +345,30 @@ class TaskRegistry:
         """Whether less than `size` bytes of the stream are stored (a task that wrote nothing costs no file)."""
         return size > 0 and size > self._logs.size(task_id, stream)
 
-    def output_stored(self, task: TaskRecord, complete: bool) -> None:
+    def store_output(
+        self, machine_id: str, task_id: str, attempt: int, stream: str, offset: int, data: bytes, time_ns: int
+    ) -> int:
+        """Stores a chunk of a task's output from its machine; returns how far the stream is stored (to acknowledge).
+
+        Output of a task that is not this machine's now is not stored: one that ended (its output was all stored
+        before its end), or one declared lost or given to another attempt, whose output nobody will read. The
+        acknowledgement then lets the agent drop it.
+        """
+        task = self.active.get(task_id)
+        if task is None or task.machine_id != machine_id or task.attempt != attempt:
+            return offset + len(data)
+        size = self._logs.append(task_id, stream, offset, data, time_ns)
+        self._output_stored(task, size >= offset + len(data))
+        return size
+
+    def assigned_task(self, machine_id: str, task_id: str) -> TaskRecord:
+        """The active task `task_id` if it is assigned to the machine; any other is not found."""
+        task = self.active.get(task_id)
+        if task is None or task.machine_id != machine_id:
+            raise errors.NotFound(f"task {task_id!r} is not assigned to machine {machine_id}")
+        return task
+
+    def _output_stored(self, task: TaskRecord, complete: bool) -> None:
         """Shows on the task, while the data dir is full, that its output waits on its machine; clears it after."""
         if not complete and self._logs.space.full and not task.warning:
             task.warning = disk_space.OUTPUT_HELD
@@ -393,7 +410,7 @@ class TaskRegistry:
     async def ended(self, task_id: str) -> TaskRecord:
         """The task once it has ended (and that is stored)."""
         if task_id in self.active or task_id in self._ending:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[TaskRecord] = asyncio.get_running_loop().create_future()
             self._end_waiters.setdefault(task_id, []).append(waiter)
             try:
                 return await waiter
@@ -411,7 +428,7 @@ class TaskRegistry:
         task.move(task_states.LOST, time.time(), reason)
         await self._finish(task)
 
-    def _on_machine(self, machine_id: str) -> list[TaskRecord]:
+    def _on_machine(self, machine_id: str) -> Sequence[TaskRecord]:
         return [t for t in self.active.values() if t.machine_id == machine_id and t.status in task_states.ON_MACHINE]
 
     def machine_unreachable(self, machine_id: str, since: float) -> None:
@@ -467,7 +484,7 @@ class TaskRegistry:
             self.events.record(task)
             session = self._hub.session(machine.machine_id)
             if session is not None:
-                session.send(agent_pb2.ConnectResponse(assignment=_assignment(task)))
+                session.send(Assignment.of(task))
 
     def _arm_expiry(self, task: TaskRecord) -> None:
         if task.time_to_live <= 0:
@@ -487,22 +504,11 @@ class TaskRegistry:
         stopping.add_done_callback(self._background.discard)
 
 
-def _assignment(task: TaskRecord) -> agent_pb2.TaskAssignment:
-    return agent_pb2.TaskAssignment(
-        task_id=task.id,
-        attempt=task.attempt,
-        command=task.command,
-        env=task.env,
-        cpus=task.cpus,
-        has_inputs=bool(task.inputs),
-    )
-
-
-def _task_of_request(session, owner: str, request_id: str) -> TaskRow | None:  # type: ignore[no-untyped-def]
+def _task_of_request(session: Session, owner: str, request_id: str) -> TaskRow | None:
     """The task an earlier submit with this request id made, if any."""
-    return session.execute(
-        select(TaskRow).where(TaskRow.owner == owner, TaskRow.request_id == request_id)
-    ).scalar_one_or_none()
+    query = select(TaskRow).where(col(TaskRow.owner) == owner, col(TaskRow.request_id) == request_id)
+    row: TaskRow | None = session.execute(query).scalar_one_or_none()
+    return row
 
 
 def _forget_failure(done: asyncio.Future[None]) -> None:

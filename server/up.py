@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from simplane._config import config_path
 from simplane.agent.sandbox import find_bwrap, unsandboxed_warning
@@ -88,7 +88,7 @@ def _number_from_env(name: str, default: T, kind: Callable[[str], T]) -> T:
         value = kind(text)
     except ValueError:
         raise UpError(f"{name} must be a number, got {text!r}") from None
-    if value <= 0:  # type: ignore[operator]
+    if value <= 0:
         raise UpError(f"{name} must be above zero, got {text!r}")
     return value
 
@@ -192,7 +192,7 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
 
 def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool, disabled: bool) -> str:  # type: ignore[no-untyped-def]
     """Ensures the admin user, a working admin key in the user's config (on loopback), and the agents' token."""
-    from simplane.server.auth import AGENT_KEY, USER_KEY
+    from simplane.server.caller import AGENT_KEY, USER_KEY
 
     accounts = app.accounts
     admin = accounts.ensure_user(session, ADMIN, admin=True)
@@ -225,7 +225,7 @@ def _check_machine_identities(session, app, agent_dirs: list[Path]) -> None:  # 
     Runs before the agents learn the server's address, which is when they read their identity.
     """
     from simplane.agent import machine_identity
-    from simplane.server.auth import MACHINE_KEY
+    from simplane.server.caller import MACHINE_KEY
 
     for work_dir in agent_dirs:
         try:
@@ -239,7 +239,7 @@ def _check_machine_identities(session, app, agent_dirs: list[Path]) -> None:  # 
             machine_identity.forget(work_dir)
 
 
-def _read_config(path: Path) -> dict:
+def _read_config(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError):

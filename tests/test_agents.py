@@ -3,6 +3,8 @@ agents."""
 
 from __future__ import annotations
 
+import grpc
+import pytest
 from cluster import alive, descendants
 from collector import BackgroundCollector
 from programs import SLEEP_60, numbered_lines, python
@@ -11,7 +13,7 @@ from tcp_proxy import TcpProxy
 from waiting import eventually
 
 import simplane
-from simplane._api.v1 import machine_group_pb2, machine_group_pb2_grpc
+from simplane._api.v1 import agent_pb2, agent_pb2_grpc, machine_group_pb2, machine_group_pb2_grpc
 
 RUNNING, QUEUED = simplane.TaskStatus.RUNNING, simplane.TaskStatus.QUEUED
 LINES = 150  # one every 20 ms: about 3 s
@@ -162,3 +164,36 @@ def test_a_task_lost_while_its_agent_was_cut_off_is_stopped_when_the_agent_retur
         assert proxy.connections >= 2  # the agent did come back through the proxy
     finally:
         proxy.close()
+
+
+def test_an_error_on_an_agent_stream_is_logged_once_naming_the_machine(cluster_factory) -> None:
+    """A stream the server ends with an error says why in one log line naming the machine: here a first message
+    that is no hello, and a later message the edge refuses (read by the stream's reader task)."""
+    cluster = cluster_factory(agents=0)
+    stub = cluster.stub(agent_pb2_grpc.AgentServiceStub)
+    token = cluster.create_agent_token()
+
+    def refused(*messages: agent_pb2.ConnectRequest) -> tuple[str, grpc.StatusCode]:
+        """Joins a new machine, sends `messages` on its stream (the hello first, if any); the machine and the code."""
+        joined = stub.Join(agent_pb2.JoinRequest(machine_group="local"), metadata=cluster.metadata(token), timeout=10)
+        hello = agent_pb2.AgentHello(agent_id=joined.machine_id, machine_group="local", hostname="h", slots=1)
+        sent = [agent_pb2.ConnectRequest(hello=hello) if m is None else m for m in messages]
+        with pytest.raises(grpc.RpcError) as raised:
+            list(stub.Connect(iter(sent), metadata=cluster.metadata(joined.credential), timeout=10))
+        return joined.machine_id, raised.value.code()
+
+    heartbeat = agent_pb2.ConnectRequest(heartbeat=agent_pb2.AgentHeartbeat())
+    no_hello, code = refused(heartbeat)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    bad_report, code = refused(None, agent_pb2.ConnectRequest(task_update=agent_pb2.TaskUpdate(error="a\0b")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+    def lines(machine_id: str) -> list[str]:
+        return [line for line in cluster.output().splitlines() if machine_id in line]
+
+    eventually(lambda: lines(no_hello) and lines(bad_report), timeout=10)
+    assert lines(no_hello) == [
+        f"the stream of machine {no_hello} ended: hello: the first message on the stream must be an AgentHello"
+    ]
+    assert len(lines(bad_report)) == 1 and "task_update.error" in lines(bad_report)[0], lines(bad_report)
+    assert "Traceback" not in cluster.output()

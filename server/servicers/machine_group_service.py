@@ -9,10 +9,11 @@ from simplane._api.v1 import machine_group_pb2_grpc
 from simplane.server import errors
 from simplane.server.accounts import Accounts
 from simplane.server.agents import AgentHub, AgentSession
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import Authenticator
+from simplane.server.caller import Caller
 from simplane.server.machine_groups import MachineGroups
 from simplane.server.scheduler import Scheduler
-from simplane.server.servicers.authorization import AuthorizedServicer
+from simplane.server.servicers.authorization import AuthorizedServicer, ServicerContext
 from simplane.server.status import unary
 from simplane.server.tasks import TaskRegistry
 
@@ -38,8 +39,8 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         row = self._groups.require(name)
         group = pb.MachineGroup(
             name=row.name,
-            provider=row.provider,
-            state=row.state,
+            provider=pb.MachineProvider.ValueType(row.provider),
+            state=pb.MachineGroupState.ValueType(row.state),
             machine_type=row.machine_type,
             zone=row.zone,
             machines=row.machines,
@@ -53,24 +54,34 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         return group
 
     @unary
-    async def CreateMachineGroup(self, request, context, caller: Caller):
+    async def CreateMachineGroup(
+        self, request: pb.CreateMachineGroupRequest, context: ServicerContext, caller: Caller
+    ) -> pb.CreateMachineGroupResponse:
         raise errors.FailedPrecondition("creating machine groups is not available yet: use the 'local' group")
 
     @unary
-    async def GetMachineGroup(self, request, context, caller: Caller):
+    async def GetMachineGroup(
+        self, request: pb.GetMachineGroupRequest, context: ServicerContext, caller: Caller
+    ) -> pb.GetMachineGroupResponse:
         return pb.GetMachineGroupResponse(machine_group=self._group(request.name))
 
     @unary
-    async def ListMachineGroups(self, request, context, caller: Caller):
+    async def ListMachineGroups(
+        self, request: pb.ListMachineGroupsRequest, context: ServicerContext, caller: Caller
+    ) -> pb.ListMachineGroupsResponse:
         return pb.ListMachineGroupsResponse(machine_groups=[self._group(row.name) for row in self._groups.all()])
 
     @unary
-    async def TerminateMachineGroup(self, request, context, caller: Caller):
+    async def TerminateMachineGroup(
+        self, request: pb.TerminateMachineGroupRequest, context: ServicerContext, caller: Caller
+    ) -> pb.TerminateMachineGroupResponse:
         self._groups.require(request.name)
         raise errors.FailedPrecondition(f"machine group {request.name!r} is built in and cannot be terminated")
 
     @unary
-    async def ListMachines(self, request, context, caller: Caller):
+    async def ListMachines(
+        self, request: pb.ListMachinesRequest, context: ServicerContext, caller: Caller
+    ) -> pb.ListMachinesResponse:
         """Admins see every machine, connected or away; a user sees only the machines holding their active tasks,
         with those tasks and the machine's state, and no other detail."""
         if request.machine_group:
@@ -79,7 +90,9 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         for task in self._tasks.active.values():
             if task.machine_id and (caller.admin or task.owner == caller.user):
                 tasks.setdefault(task.machine_id, []).append(task.id)
-        machines = [(s.agent_id, s.machine_group, pb.MACHINE_STATE_CONNECTED, s) for s in self._hub.sessions.values()]
+        machines: list[tuple[str, str, pb.MachineState.ValueType, AgentSession | None]] = [
+            (s.agent_id, s.machine_group, pb.MACHINE_STATE_CONNECTED, s) for s in self._hub.sessions.values()
+        ]
         machines += [
             (
                 absence.machine_id,
@@ -117,7 +130,9 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         shown.last_heartbeat_time.FromNanoseconds(int((time.time() - (time.monotonic() - session.last_seen)) * 1e9))
 
     @unary
-    async def CreateAgentToken(self, request, context, caller: Caller):
+    async def CreateAgentToken(
+        self, request: pb.CreateAgentTokenRequest, context: ServicerContext, caller: Caller
+    ) -> pb.CreateAgentTokenResponse:
         group = request.machine_group or "local"
         self._groups.require(group)
         return pb.CreateAgentTokenResponse(token=await self._accounts.create_agent_token(caller, group))

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 from simplane._api.v1 import storage_pb2, storage_pb2_grpc
 from simplane.server import errors
-from simplane.server.auth import Authenticator, Caller
+from simplane.server.auth import Authenticator
+from simplane.server.caller import Caller
 from simplane.server.file_store import FileStore, check_path
-from simplane.server.servicers.authorization import AuthorizedServicer
+from simplane.server.servicers.authorization import AuthorizedServicer, ServicerContext
 from simplane.server.status import streaming, unary
 from simplane.server.tasks import TaskRegistry
 
@@ -23,7 +24,9 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
         self._tasks = tasks
 
     @unary
-    async def UploadFiles(self, request_iterator, context, caller: Caller):
+    async def UploadFiles(
+        self, request_iterator: AsyncIterator[storage_pb2.UploadFilesRequest], context: ServicerContext, caller: Caller
+    ) -> storage_pb2.UploadFilesResponse:
         messages = aiter(request_iterator)
         first = await anext(messages, None)
         if first is None:
@@ -39,7 +42,9 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
         return storage_pb2.UploadFilesResponse(prefix=first.prefix, files=files, bytes=size)
 
     @unary
-    async def UploadFile(self, request, context, caller: Caller):
+    async def UploadFile(
+        self, request: storage_pb2.UploadFileRequest, context: ServicerContext, caller: Caller
+    ) -> storage_pb2.UploadFileResponse:
         chunk = request.chunk
         if len(chunk.data) > MAX_SINGLE_UPLOAD:
             raise errors.InvalidArgument("chunk.data", f"holds more than {MAX_SINGLE_UPLOAD} bytes: use UploadFiles")
@@ -57,7 +62,9 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
         return storage_pb2.UploadFileResponse(file=stored)
 
     @streaming
-    async def DownloadFiles(self, request, context, caller: Caller) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:
+    async def DownloadFiles(
+        self, request: storage_pb2.DownloadFilesRequest, context: ServicerContext, caller: Caller
+    ) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:
         prefix = check_path("prefix", request.prefix, prefix=True)
         parts = prefix.split("/")
         if parts[0] == "tasks" and len(parts) > 2:
@@ -70,7 +77,9 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
             yield storage_pb2.DownloadFilesResponse(chunk=chunk)
 
     @unary
-    async def ListFiles(self, request, context, caller: Caller):
+    async def ListFiles(
+        self, request: storage_pb2.ListFilesRequest, context: ServicerContext, caller: Caller
+    ) -> storage_pb2.ListFilesResponse:
         response = storage_pb2.ListFilesResponse()
         for stored in await self._files.list(caller.user, request.prefix):
             entry = response.files.add(path=stored.path, size=stored.size, sha256=stored.sha256)
@@ -78,6 +87,8 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
         return response
 
     @unary
-    async def DeleteFiles(self, request, context, caller: Caller):
+    async def DeleteFiles(
+        self, request: storage_pb2.DeleteFilesRequest, context: ServicerContext, caller: Caller
+    ) -> storage_pb2.DeleteFilesResponse:
         prefix = check_path("prefix", request.prefix, prefix=True)
         return storage_pb2.DeleteFilesResponse(files=await self._files.delete(caller.user, prefix))
