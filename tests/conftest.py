@@ -9,9 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import installed_package
 import pytest
 from cluster import Cluster
 from postgres import PostgresServer
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run on an installed package that lacks a module of this checkout (tests/installed_package.py)."""
+    problem = installed_package.problem()
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
