@@ -57,4 +57,3 @@ def test_a_file_added_after_the_install_is_reported(tmp_path: Path) -> None:
         "server/console_bundle/b.js",
         "server/tasks.py",
     ]
-

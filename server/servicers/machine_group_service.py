@@ -38,8 +38,8 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         row = self._groups.require(name)
         group = pb.MachineGroup(
             name=row.name,
-            provider=row.provider,
-            state=row.state,
+            provider=pb.MachineProvider.ValueType(row.provider),
+            state=pb.MachineGroupState.ValueType(row.state),
             machine_type=row.machine_type,
             zone=row.zone,
             machines=row.machines,
@@ -79,7 +79,9 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
         for task in self._tasks.active.values():
             if task.machine_id and (caller.admin or task.owner == caller.user):
                 tasks.setdefault(task.machine_id, []).append(task.id)
-        machines = [(s.agent_id, s.machine_group, pb.MACHINE_STATE_CONNECTED, s) for s in self._hub.sessions.values()]
+        machines: list[tuple[str, str, pb.MachineState.ValueType, AgentSession | None]] = [
+            (s.agent_id, s.machine_group, pb.MACHINE_STATE_CONNECTED, s) for s in self._hub.sessions.values()
+        ]
         machines += [
             (
                 absence.machine_id,
