@@ -102,8 +102,9 @@ def _backup_sqlite(path: Path, revision: str) -> Path:
     return Path(target)
 
 
-def alembic_config(connection: Connection) -> Config:
-    """Alembic's configuration for our migrations, run on `connection` (migrations/env.py picks it up)."""
+def alembic_config(connection: Connection | None) -> Config:
+    """Alembic's configuration for our migrations, run on `connection` (migrations/env.py picks it up); None
+    to only read the migration scripts."""
     from alembic.config import Config
 
     config = Config()
