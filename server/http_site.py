@@ -23,7 +23,9 @@ from typing import TypeVar
 
 from simplane.server import grpc_web, websocket
 
-BUNDLE = Path(__file__).parent / "console_bundle"
+# Resolved: in a strict editable install this module is a link, and a rebuilt bundle's new asset names exist only
+# in the source tree (docs/development.md).
+BUNDLE = Path(__file__).resolve().parent / "console_bundle"
 HEADER_LIMIT = 32 * 1024
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 120.0

@@ -2,10 +2,9 @@
 
 The strict editable install (docs/development.md) links each source file into `build/__editable__*/simplane/`
 once, at install time: a module added or renamed since is missing from the installed package until the install
-is run again, and the tests would then fail far from the cause. `stale_files` lists what an install would link
-(every .py under the folders `[tool.setuptools] package-dir` maps, and the package data) that the installed
-package lacks or that is not the same file there. The tests refuse to start on such a tree (conftest.py); CI
-runs `python tests/installed_package.py` before them.
+is run again, and the tests would then fail far from the cause. `stale_files` lists the modules (every .py under
+the folders `[tool.setuptools] package-dir` maps) that the installed package lacks or holds another file for.
+The tests refuse to start on such a tree (conftest.py); CI runs `python tests/installed_package.py` before them.
 """
 
 from __future__ import annotations
@@ -19,36 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def stale_files(root: Path, installed: Path) -> list[str]:
-    """Source files under `root` (relative paths) with no counterpart in the installed package at `installed`."""
-    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders: dict[str, str] = setuptools["package-dir"]
-
-    def installed_folder(package: str) -> Path:
-        return installed.joinpath(*package.split(".")[1:])
-
-    def source_folder(package: str) -> Path:
-        mapped = max((name for name in folders if package == name or package.startswith(name + ".")), key=len)
-        return root / folders[mapped] / Path(*package.split(".")[len(mapped.split(".")) :])
-
-    pairs = [
-        (path, installed_folder(package) / path.relative_to(root / folder))
-        for package, folder in folders.items()
-        for path in (root / folder).rglob("*.py")
-        if "__pycache__" not in path.parts
-    ]
-    for package, patterns in setuptools.get("package-data", {}).items():
-        source = source_folder(package)
-        pairs += [
-            (path, installed_folder(package) / path.relative_to(source))
-            for pattern in patterns
-            for path in source.glob(pattern)
-            if path.is_file()
-        ]
-    return sorted(
-        str(path.relative_to(root))
-        for path, counterpart in set(pairs)
-        if not (counterpart.exists() and counterpart.samefile(path))
-    )
+    """Modules under `root` (relative paths) that the installed package at `installed` lacks or holds another
+    file for."""
+    folders: dict[str, str] = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    stale = []
+    for package, folder in folders.items():
+        target = installed.joinpath(*package.split(".")[1:])
+        for path in (root / folder).rglob("*.py"):
+            counterpart = target / path.relative_to(root / folder)
+            if "__pycache__" not in path.parts and not (counterpart.exists() and counterpart.samefile(path)):
+                stale.append(str(path.relative_to(root)))
+    return sorted(stale)
 
 
 def problem() -> str | None:

@@ -31,7 +31,7 @@ from simplane._api.v1 import account_pb2, agent_pb2, storage_pb2, task_pb2
 from simplane.server import grpc_web
 
 DEADLINE_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAUTHENTICATED = 4, 5, 3, 8, 12, 16
-BUNDLE = Path(simplane.server.__file__).parent / "console_bundle"
+BUNDLE = Path(simplane.server.__file__).resolve().parent / "console_bundle"  # the sources', as the server reads
 TASKS = "/simplane.v1.TaskService/"
 M = TypeVar("M", bound=Message)
 

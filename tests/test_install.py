@@ -13,8 +13,6 @@ import simplane
 PYPROJECT = """
 [tool.setuptools]
 package-dir = { "simplane" = "client", "simplane.server" = "server" }
-[tool.setuptools.package-data]
-"simplane.server" = ["console_bundle/*"]
 """
 
 
@@ -35,9 +33,9 @@ def test_import_simplane_from_a_folder_holding_a_clone_named_simplane(tmp_path: 
     assert result.stdout.split() == [simplane.__file__, "Client"]
 
 
-def test_a_file_added_after_the_install_is_reported(tmp_path: Path) -> None:
+def test_a_module_added_after_the_install_is_reported(tmp_path: Path) -> None:
     root, installed = tmp_path / "checkout", tmp_path / "installed" / "simplane"
-    sources = ["client/__init__.py", "client/_api/__init__.py", "server/__init__.py", "server/console_bundle/a.js"]
+    sources = ["client/__init__.py", "client/_api/__init__.py", "server/__init__.py", "server/store/models.py"]
     for name in sources:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("")
@@ -47,13 +45,13 @@ def test_a_file_added_after_the_install_is_reported(tmp_path: Path) -> None:
     (root / "pyproject.toml").write_text(PYPROJECT)
     assert installed_package.stale_files(root, installed) == []
 
-    # A new module, a rebuilt bundle's new asset, and a copy instead of this checkout's file.
+    # New modules, and a copy instead of this checkout's file.
     (root / "server" / "tasks.py").write_text("")
-    (root / "server" / "console_bundle" / "b.js").write_text("")
+    (root / "server" / "store" / "database.py").write_text("")
     (installed / "__init__.py").unlink()
     (installed / "__init__.py").write_text("")
     assert installed_package.stale_files(root, installed) == [
         "client/__init__.py",
-        "server/console_bundle/b.js",
+        "server/store/database.py",
         "server/tasks.py",
     ]

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+# Resolved: in a strict editable install this module is a link, and a new migration must be written beside the
+# real files, not into the link tree (docs/development.md).
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BASELINE = "0001"  # the schema of the releases before migrations: a database without alembic_version is this
 
 # Alembic's own bookkeeping table, as `alembic stamp` makes it.
