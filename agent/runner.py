@@ -73,7 +73,10 @@ class TaskRun:
         self._transfers = transfers
         self._sandbox = sandbox
         self._on_change = on_change
-        self._spools = {STDOUT: OutputSpool(task_dir / "stdout"), STDERR: OutputSpool(task_dir / "stderr")}
+        self._spools: dict[int, OutputSpool] = {
+            STDOUT: OutputSpool(task_dir / "stdout"),
+            STDERR: OutputSpool(task_dir / "stderr"),
+        }
         self._updates: list[_PendingUpdate] = []
         self._seq = 0
         self._sent_seq = 0
@@ -118,11 +121,11 @@ class TaskRun:
             messages.append(agent_pb2.ConnectRequest(task_update=pending.update))
             self._sent_seq = pending.update.seq
         now = time.monotonic_ns()
-        limits = tuple(
+        stdout_limit, stderr_limit = (
             spool.size if self._output_ready(spool, now) else spool.sent
             for spool in (self._spools[STDOUT], self._spools[STDERR])
         )
-        self._take_output(messages, limits, budget)
+        self._take_output(messages, (stdout_limit, stderr_limit), budget)
         return messages
 
     def resume(self, resume: agent_pb2.TaskResume) -> None:
@@ -323,7 +326,7 @@ class TaskRun:
             task_id=self.task_id,
             attempt=self.attempt,
             seq=self._seq,
-            status=status,
+            status=task_pb2.TaskStatus.ValueType(status),
             time=timestamp_ns(time.time_ns()),
             exit_code=exit_code,
             error=error,

@@ -53,6 +53,7 @@ class Up:
             env=self.env,
             start_new_session=True,
         )
+        assert self.process.stdout is not None  # started with stdout=PIPE
         for line in self.process.stdout:
             match = READY.search(line)
             if match:
@@ -62,7 +63,10 @@ class Up:
             raise RuntimeError(f"simplane up exited with {self.process.wait()}")
         self.ready_seconds = time.perf_counter() - started
         config = (root / "config" / "simplane" / "config.toml").read_text()
-        self.api_key = re.search(r'api_key = "([^"]+)"', config).group(1)
+        key = re.search(r'api_key = "([^"]+)"', config)
+        if key is None:
+            raise RuntimeError(f"no api_key in the config simplane up wrote:\n{config}")
+        self.api_key = key.group(1)
 
     def client(self) -> simplane.Client:
         return simplane.Client(address=self.address, api_key=self.api_key)
@@ -167,6 +171,7 @@ def log_throughput(client: simplane.Client, lines: int) -> dict:
     started = time.perf_counter()
     generator = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE)
     subprocess.run(["cat"], stdin=generator.stdout, stdout=subprocess.DEVNULL, check=True)
+    assert generator.stdout is not None  # started with stdout=PIPE
     generator.stdout.close()
     generator.wait()
     floor = time.perf_counter() - started

@@ -117,7 +117,9 @@ def status_latency(browser, up: Up, state: dict, count: int) -> dict:
     with up.client() as client:
         for _ in range(count):
             task = client.tasks.submit(["true"])
-            created_ms = task.info().create_time.timestamp() * 1000
+            created = task.info().create_time
+            assert created is not None  # every submitted task has one
+            created_ms = created.timestamp() * 1000
             page.wait_for_function(
                 "id => Object.keys(window.__seen).some(k => k.startsWith(id + ' '))", arg=task.id, timeout=10_000
             )

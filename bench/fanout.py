@@ -122,13 +122,19 @@ async def _worker(kind: str, address: str, api_key: str, count: int, task_id: st
         if pending == 0:
             print("ready", flush=True)
 
+    results: list[dict]
     if kind == "logs":
         results = await asyncio.gather(*(_follow(address, api_key, task_id, lines, ready) for _ in range(count)))
     else:
         loop = asyncio.get_running_loop()
         ids: asyncio.Future[list[str]] = loop.create_future()
-        loop.add_reader(sys.stdin.fileno(), lambda: ids.done() or ids.set_result(json.loads(sys.stdin.readline())))
-        results: list[dict] = [{} for _ in range(count)]
+
+        def take_ids() -> None:
+            if not ids.done():
+                ids.set_result(json.loads(sys.stdin.readline()))
+
+        loop.add_reader(sys.stdin.fileno(), take_ids)
+        results = [{} for _ in range(count)]
         watches = [asyncio.ensure_future(_watch(address, api_key, ready, ids, result)) for result in results]
         await ids
         _, late = await asyncio.wait(watches, timeout=60)
@@ -157,6 +163,7 @@ class Workers:
     def wait_ready(self, timeout: float) -> float:
         started = time.monotonic()
         for process in self.processes:
+            assert process.stdout is not None  # started with stdout=PIPE
             line = process.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"a worker failed to start its streams: {line!r}")
@@ -169,6 +176,7 @@ class Workers:
         found = []
         self.cpu_seconds = 0.0
         for process in self.processes:
+            assert process.stdin is not None and process.stdout is not None  # started with both piped
             if task_ids is not None:
                 process.stdin.write(json.dumps(task_ids) + "\n")
             process.stdin.close()

@@ -6,7 +6,7 @@ import shlex
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -238,7 +238,7 @@ def tail(
         raise typer.BadParameter("give one of them, or neither for both", param_hint="--stdout/--stderr")
     if file is not None and (stdout_only or stderr_only):
         raise typer.BadParameter("a FILE has no stdout or stderr", param_hint="--stdout/--stderr")
-    stream = "stdout" if stdout_only else "stderr" if stderr_only else "all"
+    stream: Literal["all", "stdout", "stderr"] = "stdout" if stdout_only else "stderr" if stderr_only else "all"
 
     from simplane.cli import output
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from simplane.errors import InvalidArgument
 
@@ -113,12 +113,14 @@ def _json_value(value: Any) -> Any:
 
 class _Record:
     __slots__ = ()
+    # Each subclass is a dataclass; declared here so that `dataclasses.fields(self)` type-checks.
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe fields, in declaration order; the raw message is left out."""
         return {
             field.name: _json_value(getattr(self, field.name))
-            for field in dataclasses.fields(self)  # type: ignore[arg-type]
+            for field in dataclasses.fields(self)
             if field.name != "raw"
         }
 
@@ -395,7 +397,9 @@ class LogLine:
             other.newline,
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    # Defining __eq__ already made the class unhashable; this says so to type checkers, which type __hash__ as a
+    # method on object.
+    __hash__ = None  # type: ignore[assignment]  # the documented way to declare a class unhashable
 
     def to_dict(self) -> dict[str, Any]:
         return {

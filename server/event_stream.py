@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
+from sqlmodel import Session, col
 
 from simplane._api.v1 import task_pb2
 from simplane.server import errors, task_states
 from simplane.server.store.database import Database
-from simplane.server.store.models import TaskEventRow, TaskRow
+from simplane.server.store.models import TaskEventRow, TaskRow, table_of
 from simplane.server.task_record import TaskRecord
 
 log = logging.getLogger(__name__)
@@ -271,11 +272,15 @@ class EventStream:
     async def replay(self, owner: str, after: int, upto: int, limit: int = 1000) -> list[Change]:
         """Committed changes of owner's tasks with after < revision <= upto, oldest first."""
 
-        def read(session) -> list[Change]:  # type: ignore[no-untyped-def]
+        def read(session: Session) -> list[Change]:
             rows = session.execute(
-                select(TaskEventRow.revision, TaskEventRow.task)
-                .where(TaskEventRow.owner == owner, TaskEventRow.revision > after, TaskEventRow.revision <= upto)
-                .order_by(TaskEventRow.revision)
+                select(col(TaskEventRow.revision), col(TaskEventRow.task))
+                .where(
+                    col(TaskEventRow.owner) == owner,
+                    col(TaskEventRow.revision) > after,
+                    col(TaskEventRow.revision) <= upto,
+                )
+                .order_by(col(TaskEventRow.revision))
                 .limit(limit)
             ).all()
             return [Change(revision, task_pb2.Task.FromString(data)) for revision, data in rows]
@@ -283,11 +288,11 @@ class EventStream:
         return await self._database.run(read)
 
 
-_TASKS = TaskRow.__table__
+_TASKS = table_of(TaskRow)
 _UPDATE_TASK = _TASKS.update().where(_TASKS.c.id == bindparam("row_id"))
 
 
-def _write(session, entries: list[_Entry]) -> None:  # type: ignore[no-untyped-def]
+def _write(session: Session, entries: list[_Entry]) -> None:
     new_rows: dict[str, dict[str, Any]] = {}
     updated_rows: dict[str, dict[str, Any]] = {}
     for entry in entries:  # a task's last row wins; a task inserted in this batch stays an insert
@@ -299,4 +304,4 @@ def _write(session, entries: list[_Entry]) -> None:  # type: ignore[no-untyped-d
         session.execute(_TASKS.insert(), list(new_rows.values()))
     if updated_rows:
         session.execute(_UPDATE_TASK, [{**row, "row_id": row["id"]} for row in updated_rows.values()])
-    session.execute(TaskEventRow.__table__.insert(), [entry.event for entry in entries])
+    session.execute(table_of(TaskEventRow).insert(), [entry.event for entry in entries])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from google.protobuf import timestamp_pb2
 
@@ -17,7 +17,7 @@ from simplane.server.task_record import TaskRecord
 from simplane.server.tasks import TaskRegistry
 
 L = task_pb2.LogStream
-_STREAM_NAMES = {L.LOG_STREAM_STDOUT: "stdout", L.LOG_STREAM_STDERR: "stderr"}
+_STREAM_NAMES: dict[int, str] = {L.LOG_STREAM_STDOUT: "stdout", L.LOG_STREAM_STDERR: "stderr"}
 
 
 class LogTail:
@@ -65,7 +65,7 @@ class LogTail:
             finally:
                 ending.cancel()
             final = ending.result()
-            end = task_pb2.TaskEnd(status=final.status, error=final.error)
+            end = task_pb2.TaskEnd(status=task_pb2.TaskStatus.ValueType(final.status), error=final.error)
             if final.exit_code is not None:
                 end.exit_code = final.exit_code
             yield task_pb2.TailLogsResponse(end=end)
@@ -90,7 +90,8 @@ class LogTail:
             upcoming.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await upcoming
-            await frames.aclose()
+            if isinstance(frames, AsyncGenerator):  # each is, here; an iterator of another kind holds nothing
+                await frames.aclose()
 
     async def _standard(
         self, task: TaskRecord, cursors: list[task_pb2.LogCursor], tail_lines: int, follow: bool
@@ -119,7 +120,7 @@ class LogTail:
                 yield _frame(kinds[name], piece)
 
 
-def _frame(stream: int, piece: Piece) -> task_pb2.TailLogsResponse:
+def _frame(stream: task_pb2.LogStream.ValueType, piece: Piece) -> task_pb2.TailLogsResponse:
     chunk = task_pb2.LogChunk(stream=stream, offset=piece.offset, data=piece.data)
     chunk.time.FromNanoseconds(piece.time_ns)
     return task_pb2.TailLogsResponse(chunk=chunk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import select
+from sqlmodel import Session
 
 from simplane._api.v1 import machine_group_pb2 as pb
 from simplane.server import errors
@@ -59,7 +60,7 @@ class MachineGroups:
             )
         self.require(token.machine_group)
 
-        def create(session) -> MintedKey:  # type: ignore[no-untyped-def]
+        def create(session: Session) -> MintedKey:
             issuer = session.get(ApiKeyRow, token.key_id)
             if issuer is None or issuer.revoked:
                 raise errors.Unauthenticated("invalid or revoked API key")

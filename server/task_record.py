@@ -81,7 +81,7 @@ class TaskRecord:
             owner=self.owner,
             command=self.command,
             machine_group=self.machine_group,
-            status=self.status,
+            status=task_pb2.TaskStatus.ValueType(self.status),
             attempt=self.attempt,
             error=self.error,
             machine_id=self.machine_id,

@@ -20,11 +20,11 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, KILLED, TIMED_OUT, LOST})
 ON_MACHINE = frozenset({PREPARING, RUNNING, FINALIZING})
 
 # The order statuses advance in; an update that would go backwards is stale and ignored.
-_RANK = {SUBMITTED: 0, QUEUED: 1, PREPARING: 2, RUNNING: 3, FINALIZING: 4}
+_RANK: dict[int, int] = {SUBMITTED: 0, QUEUED: 1, PREPARING: 2, RUNNING: 3, FINALIZING: 4}
 
 
 def name(status: int) -> str:
-    return S.Name(status).removeprefix("TASK_STATUS_")
+    return S.Name(S.ValueType(status)).removeprefix("TASK_STATUS_")
 
 
 def advances(current: int, new: int) -> bool:

@@ -13,11 +13,16 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simplane._config import config_path
 from simplane.agent.sandbox import find_bwrap, unsandboxed_warning
 from simplane.server.errors import DomainError
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from simplane.server.app import ServerApp
 
 T = TypeVar("T", int, float)
 ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?", re.IGNORECASE)
@@ -190,7 +195,9 @@ async def _serve(options: UpOptions, stop: asyncio.Event) -> int:
     return 0
 
 
-def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool, disabled: bool) -> str:  # type: ignore[no-untyped-def]
+def _prepare_accounts(
+    session: Session, app: ServerApp, data_dir: Path, address: str, loopback: bool, disabled: bool
+) -> str:
     """Ensures the admin user, a working admin key in the user's config (on loopback), and the agents' token."""
     from simplane.server.caller import AGENT_KEY, USER_KEY
 
@@ -219,7 +226,7 @@ def _prepare_accounts(session, app, data_dir: Path, address: str, loopback: bool
     return token
 
 
-def _check_machine_identities(session, app, agent_dirs: list[Path]) -> None:  # type: ignore[no-untyped-def]
+def _check_machine_identities(session: Session, app: ServerApp, agent_dirs: list[Path]) -> None:
     """Local agents keep their machine across restarts; one this server does not know (a new database) joins again.
 
     Runs before the agents learn the server's address, which is when they read their identity.
@@ -262,7 +269,7 @@ def _make_private(data_dir: Path) -> None:
             (data_dir / name).chmod(0o600)
 
 
-async def _end_local_tasks(app) -> None:  # type: ignore[no-untyped-def]
+async def _end_local_tasks(app: ServerApp) -> None:
     """Ends the tasks running on the local agents as KILLED, "server stopped", with their output and outputs
     stored, before the agents go; queued tasks stay queued and run after the next start."""
     left = await app.tasks.stop_group("local", STOP_REASON, grace=STOP_GRACE, timeout=STOP_WAIT)

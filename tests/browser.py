@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Playwright
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -24,7 +27,7 @@ def chromium_path() -> str:
     return path
 
 
-def launch(playwright: Any) -> Any:
+def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 

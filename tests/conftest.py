@@ -8,10 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import installed_package
 import pytest
 from cluster import Cluster
 from postgres import PostgresServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to run on an installed package that lacks a module of this checkout (tests/installed_package.py)."""
+    problem = installed_package.problem()
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,7 +86,7 @@ def cluster(cluster_factory: Callable[..., Cluster]) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     """One headless Chromium for the session; each test opens its own context (fresh storage)."""
     from browser import launch
     from playwright.sync_api import sync_playwright
@@ -88,10 +100,11 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    """A page in a fresh browser context; console errors are collected in `page.errors`."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
-    page = context.new_page()
+def page(browser: Browser) -> Iterator[Any]:
+    """A page in a fresh browser context; console errors are collected in `page.errors` (an attribute added here,
+    hence Any)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page: Any = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     try:

@@ -47,8 +47,9 @@ class PostgresServer:
     def __init__(self) -> None:
         self._bin = postgres_bin_dir()
         self._root = Path(tempfile.mkdtemp(prefix="simplane-postgresql-"))
-        self._as_postgres = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-        if self._as_postgres:
+        # The user and group to run PostgreSQL as: root's tests run it as postgres, since it refuses root.
+        self._as = "postgres" if os.geteuid() == 0 else None
+        if self._as:
             shutil.chown(self._root, "postgres", "postgres")
         self.port = free_port()
         self._names = itertools.count(1)
@@ -104,7 +105,8 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
                 cwd=self._root,
                 start_new_session=True,
-                **self._as_postgres,
+                user=self._as,
+                group=self._as,
             )
         try:
             eventually(self._accepts_connections, timeout=_START_TIMEOUT, interval=0.05)
@@ -113,7 +115,7 @@ class PostgresServer:
             raise RuntimeError(f"PostgreSQL did not start:\n{self._log.read_text(errors='replace')}") from None
 
     def _run_as_postgres(self, command: list[str]) -> None:
-        done = subprocess.run(command, cwd=self._root, capture_output=True, text=True, **self._as_postgres)
+        done = subprocess.run(command, cwd=self._root, capture_output=True, text=True, user=self._as, group=self._as)
         if done.returncode != 0:
             raise RuntimeError(f"{command[0]} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 

@@ -24,7 +24,6 @@ import simplane
 from simplane._api.v1 import account_pb2, account_pb2_grpc
 
 TASK_ID = re.compile(r"\bt-[0-9a-z]{26}\b")
-PIPES = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
 
 
 class LineReader:
@@ -287,7 +286,16 @@ def test_help_of_tasks_list_and_of_the_program_name_their_options() -> None:
 def failed_up(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
     """Runs `simplane up ARGS` until it exits, which it must do with code 1 and one error line; returns both."""
     env = {**base_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_DATA_HOME": str(tmp_path / "data")}
-    up = subprocess.Popen([*CLI, "up", *args], env=env, cwd=tmp_path, text=True, start_new_session=True, **PIPES)
+    up = subprocess.Popen(
+        [*CLI, "up", *args],
+        env=env,
+        cwd=tmp_path,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         stdout, stderr = up.communicate(timeout=30)
     finally:
@@ -315,8 +323,16 @@ def test_up_on_a_port_in_use_is_one_error_line_and_leaves_no_agent_behind(tmp_pa
 
 def test_tasks_watch_piped_prints_plain_lines_until_interrupted(cluster) -> None:
     watch = subprocess.Popen(
-        [*CLI, "tasks", "watch"], env=cluster.env, cwd=cluster.root, text=True, start_new_session=True, **PIPES
+        [*CLI, "tasks", "watch"],
+        env=cluster.env,
+        cwd=cluster.root,
+        text=True,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
+    assert watch.stdout is not None and watch.stderr is not None  # both piped
     try:
         lines = LineReader(watch.stdout)
         task = cluster.client().tasks.submit(["true"])

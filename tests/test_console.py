@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from browser import sign_in
@@ -128,7 +129,7 @@ def test_ten_tabs_each_following_a_live_log_all_stream_and_an_eleventh_still_ope
     # With all ten open, every tab still streams: each shows lines newer than those it showed a moment ago.
     seen = [last_line(tab) for tab in tabs]
     for tab, line in zip(tabs, seen, strict=True):
-        eventually(lambda tab=tab, line=line: last_line(tab) >= line + 3, timeout=15)
+        eventually(functools.partial(lambda tab, line: last_line(tab) >= line + 3, tab, line), timeout=15)
     eleventh = page.context.new_page()
     eleventh.goto(cluster.console_url)
     expect(eleventh.get_by_test_id(f"task-row-{printers[0].id}")).to_contain_text("printer-0", timeout=TIMEOUT_MS)

@@ -138,13 +138,16 @@ def test_an_outage_answers_unavailable_and_the_client_retries_through_it(
     stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
     own_postgres.halt()
 
-    for call, request in (
-        (stub.GetTask, task_pb2.GetTaskRequest(task_id=before.id)),
-        (stub.ListTasks, task_pb2.ListTasksRequest()),
-        (stub.SubmitTask, task_pb2.SubmitTaskRequest(command=["true"], request_id="during")),
-    ):
+    calls: list[Callable[[], object]] = [
+        lambda: stub.GetTask(task_pb2.GetTaskRequest(task_id=before.id), metadata=cluster.metadata(), timeout=30),
+        lambda: stub.ListTasks(task_pb2.ListTasksRequest(), metadata=cluster.metadata(), timeout=30),
+        lambda: stub.SubmitTask(
+            task_pb2.SubmitTaskRequest(command=["true"], request_id="during"), metadata=cluster.metadata(), timeout=30
+        ),
+    ]
+    for call in calls:
         with pytest.raises(grpc.RpcError) as away:
-            call(request, metadata=cluster.metadata(), timeout=30)
+            call()
         assert away.value.code() == grpc.StatusCode.UNAVAILABLE
 
     outcome: list[object] = []

@@ -91,7 +91,7 @@ def small_disk_cluster(
         for cluster in clusters:
             cluster.close()
             print(f"--- output of the cluster in {root}\n{cluster.output()}")
-        if database is not None:
+        if postgres is not None and database is not None:
             postgres.drop_database(database[0])
 
 

@@ -122,12 +122,12 @@ def test_raw_calls_get_the_right_status_code(cluster) -> None:
             "no-such-group",
         ),
     }
-    wrong = {}
+    wrong: dict[str, object] = {}
     for case, (call, code, named) in cases.items():
         try:
             call()
         except grpc.RpcError as error:
-            if error.code() != code or named not in error.details():
+            if error.code() != code or named not in (error.details() or ""):
                 wrong[case] = (error.code(), error.details())
         else:
             wrong[case] = "succeeded"

@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from cluster import CLI, READY_LINE, base_env, descendants
@@ -31,8 +32,9 @@ from simplane._api.v1 import account_pb2, agent_pb2, storage_pb2, task_pb2
 from simplane.server import grpc_web
 
 DEADLINE_EXCEEDED, NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAUTHENTICATED = 4, 5, 3, 8, 12, 16
-BUNDLE = Path(simplane.server.__file__).resolve().parent / "console_bundle"
+BUNDLE = Path(simplane.server.__file__).resolve().parent / "console_bundle"  # the sources', as the server reads
 TASKS = "/simplane.v1.TaskService/"
+M = TypeVar("M", bound=Message)
 
 
 # --- a gRPC-web client, the way a browser speaks it ------------------------------------------------------
@@ -64,13 +66,13 @@ class Frames:
             # The -text form: each frame is base64 on its own, so every 4 characters decode alone.
             self.buffer += _decode_base64(data) if self.text else data
 
-    def message(self, kind: type[Message]) -> Message:
+    def message(self, kind: type[M]) -> M:
         flag, payload = self.next()
         assert flag == 0, f"expected a message, got the trailer {payload!r}"
         return kind.FromString(payload)
 
-    def until_trailer(self, kind: type[Message]) -> tuple[list[Message], dict[str, str]]:
-        messages = []
+    def until_trailer(self, kind: type[M]) -> tuple[list[M], dict[str, str]]:
+        messages: list[M] = []
         while True:
             flag, payload = self.next()
             if flag & 0x80:
@@ -130,7 +132,7 @@ def post(
     return connection.getresponse()
 
 
-def call(cluster, method: str, request: Message, kind: type[Message], **options) -> tuple[list, dict[str, str]]:
+def call(cluster, method: str, request: Message, kind: type[M], **options) -> tuple[list[M], dict[str, str]]:
     """A call whose response ends: its messages and its trailer."""
     response = post(cluster, method, frame(request), **options)
     assert response.status == 200, response.read()
@@ -160,13 +162,13 @@ def open_files(pid: int) -> list[str]:
 def test_unary_calls_through_the_bridge_answer_like_native_ones(cluster) -> None:
     task = cluster.client().tasks.submit(["true"], name="bridged")
     connection = connect(cluster)  # both calls on one kept-alive connection
-    messages, trailer = call(
+    listed, trailer = call(
         cluster, TASKS + "ListTasks", task_pb2.ListTasksRequest(), task_pb2.ListTasksResponse, connection=connection
     )
     assert trailer == {"grpc-status": "0", "grpc-message": ""}
-    assert [t.id for t in messages[0].tasks] == [task.id]
-    assert messages[0].tasks[0].name == "bridged"
-    messages, trailer = call(
+    assert [t.id for t in listed[0].tasks] == [task.id]
+    assert listed[0].tasks[0].name == "bridged"
+    whoami, trailer = call(
         cluster,
         "/simplane.v1.AccountService/WhoAmI",
         account_pb2.WhoAmIRequest(),
@@ -174,7 +176,7 @@ def test_unary_calls_through_the_bridge_answer_like_native_ones(cluster) -> None
         connection=connection,
     )
     assert trailer["grpc-status"] == "0"
-    assert messages[0].user.name == "admin"
+    assert whoami[0].user.name == "admin"
 
 
 @pytest.mark.parametrize("api_key", ["", "sp_nokey_nosecret"])
@@ -519,8 +521,8 @@ def test_listed_origins_may_call(cluster_factory) -> None:
     preflight.read()
     assert preflight.status == 204
     assert preflight.getheader("access-control-allow-origin") == origin
-    assert "POST" in preflight.getheader("access-control-allow-methods")
-    allowed = {h.strip() for h in preflight.getheader("access-control-allow-headers").split(",")}
+    assert "POST" in preflight.getheader("access-control-allow-methods", "")
+    allowed = {h.strip() for h in preflight.getheader("access-control-allow-headers", "").split(",")}
     assert {"authorization", "content-type", "x-grpc-web", "grpc-timeout"} <= allowed
     response = post(
         cluster,
@@ -530,8 +532,8 @@ def test_listed_origins_may_call(cluster_factory) -> None:
         connection=connection,
     )
     assert response.getheader("access-control-allow-origin") == origin
-    assert "grpc-status" in response.getheader("access-control-expose-headers")
-    assert "Origin" in response.getheader("vary")
+    assert "grpc-status" in response.getheader("access-control-expose-headers", "")
+    assert "Origin" in response.getheader("vary", "")
     _, trailer = Frames(response).until_trailer(task_pb2.ListTasksResponse)
     assert trailer["grpc-status"] == "0"
 
@@ -589,11 +591,11 @@ def test_the_root_is_the_console_with_its_security_headers(cluster) -> None:
     assert body == (BUNDLE / "index.html").read_bytes()
     assert response.getheader("content-type") == "text/html; charset=utf-8"
     assert response.getheader("cache-control") == "no-cache"
-    policy = response.getheader("content-security-policy")
+    policy = response.getheader("content-security-policy", "")
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert response.getheader("x-content-type-options") == "nosniff"
     assert response.getheader("referrer-policy") == "no-referrer"
-    again, _ = get(cluster, "/", {"if-none-match": response.getheader("etag")})
+    again, _ = get(cluster, "/", {"if-none-match": response.getheader("etag", "")})
     assert again.status == 304
 
 
@@ -609,7 +611,7 @@ def test_client_routes_are_the_console_and_missing_assets_are_not(cluster) -> No
 def test_files_are_gzipped_for_clients_that_take_it(cluster) -> None:
     response, body = get(cluster, "/", {"accept-encoding": "gzip, deflate, br"})
     assert response.getheader("content-encoding") == "gzip"
-    assert "Accept-Encoding" in response.getheader("vary")
+    assert "Accept-Encoding" in response.getheader("vary", "")
     assert gzip.decompress(body) == (BUNDLE / "index.html").read_bytes()
 
 
@@ -620,7 +622,7 @@ def test_hashed_assets_are_cached_for_good(cluster) -> None:
     response, body = get(cluster, f"/assets/{assets[0].name}")
     assert response.status == 200 and body == assets[0].read_bytes()
     assert response.getheader("content-type") == "text/javascript; charset=utf-8"
-    assert "immutable" in response.getheader("cache-control")
+    assert "immutable" in response.getheader("cache-control", "")
 
 
 # --- admission: the key and the size are checked before a body is read ---------------------------------

@@ -13,10 +13,12 @@ import itertools
 import math
 import random
 from collections.abc import Callable, Iterator
+from types import ModuleType
 
 import grpc
-from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor, MethodDescriptor
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -65,7 +67,9 @@ TIME_EDGES = (
 CALL_TIMEOUT = 30
 STREAM_READS = 3  # responses read from a server stream before it is cancelled (a watch never ends by itself)
 
-Setter = Callable[[Message], None]
+# Called with the message to change. Not Callable[[Message], None]: the setters are lambdas binding loop values as
+# defaults, whose type mypy cannot infer against a fixed signature.
+Setter = Callable[..., None]
 
 
 def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
@@ -128,7 +132,7 @@ def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
         _method(agent_pb2, "AgentService", "Connect"),
     )
     forever = Duration(seconds=2**63 - 1)
-    cases = [
+    cases: list[tuple[MethodDescriptor, list[Message], str]] = [
         (submit, [task_pb2.SubmitTaskRequest(command=["true"], time_to_live=forever)], "time_to_live"),
         (submit, [task_pb2.SubmitTaskRequest(command=["true"], name="a\0b")], "name"),
         (submit, [task_pb2.SubmitTaskRequest(command=["true"] * 3 + ["x" * 60_000] * 10)], "command"),
@@ -138,12 +142,18 @@ def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
         (list_tasks, [task_pb2.ListTasksRequest(page_token="AA==")], "page_token"),  # base64 of a NUL
         (
             upload,
-            [bases["simplane.v1.UploadFilesRequest"], storage_pb2.UploadFilesRequest(chunk={"path": "a\0"})],
+            [
+                bases["simplane.v1.UploadFilesRequest"],
+                storage_pb2.UploadFilesRequest(chunk=storage_pb2.FileChunk(path="a\0")),
+            ],
             "chunk.path",
         ),
         (
             connect,
-            [bases["simplane.v1.ConnectRequest"], agent_pb2.ConnectRequest(task_update={"error": "\0"})],
+            [
+                bases["simplane.v1.ConnectRequest"],
+                agent_pb2.ConnectRequest(task_update=agent_pb2.TaskUpdate(error="\0")),
+            ],
             "task_update.error",
         ),
     ]
@@ -162,8 +172,9 @@ def test_every_rpc_survives_random_bytes_and_edge_values(cluster) -> None:
     assert "Traceback" not in cluster.output()
 
 
-def _method(module: object, service: str, name: str) -> MethodDescriptor:
-    return module.DESCRIPTOR.services_by_name[service].methods_by_name[name]  # type: ignore[attr-defined]
+def _method(module: ModuleType, service: str, name: str) -> MethodDescriptor:
+    descriptor: FileDescriptor = module.DESCRIPTOR
+    return descriptor.services_by_name[service].methods_by_name[name]
 
 
 def valid_bases(running_task: str, machine_id: str) -> dict[str, Message]:
@@ -193,20 +204,27 @@ def valid_bases(running_task: str, machine_id: str) -> dict[str, Message]:
 _SHA256_OF_A = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
 
 
-def call(channel: grpc.Channel, method: MethodDescriptor, messages: list[bytes], key: str) -> tuple[object, str]:
+def call(
+    channel: grpc.Channel, method: MethodDescriptor, messages: list[bytes], key: str
+) -> tuple[grpc.StatusCode, str]:
     """Sends request bytes (no serializer) and returns the status the call ended with."""
     path = f"/{method.containing_service.full_name}/{method.name}"
     metadata = (("authorization", f"Bearer {key}"),)
+    responses: grpc._CallIterator[bytes]
     try:
         if method.client_streaming and method.server_streaming:
-            responses = channel.stream_stream(path)(iter(messages), metadata=metadata, timeout=CALL_TIMEOUT)
+            stream_stream: grpc.StreamStreamMultiCallable[bytes, bytes] = channel.stream_stream(path)
+            responses = stream_stream(iter(messages), metadata=metadata, timeout=CALL_TIMEOUT)
         elif method.client_streaming:
-            channel.stream_unary(path)(iter(messages), metadata=metadata, timeout=CALL_TIMEOUT)
+            stream_unary: grpc.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(path)
+            stream_unary(iter(messages), metadata=metadata, timeout=CALL_TIMEOUT)
             return grpc.StatusCode.OK, ""
         elif method.server_streaming:
-            responses = channel.unary_stream(path)(messages[0], metadata=metadata, timeout=CALL_TIMEOUT)
+            unary_stream: grpc.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(path)
+            responses = unary_stream(messages[0], metadata=metadata, timeout=CALL_TIMEOUT)
         else:
-            channel.unary_unary(path)(messages[0], metadata=metadata, timeout=CALL_TIMEOUT)
+            unary_unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(path)
+            unary_unary(messages[0], metadata=metadata, timeout=CALL_TIMEOUT)
             return grpc.StatusCode.OK, ""
         for _ in itertools.islice(responses, STREAM_READS):
             pass
@@ -270,9 +288,9 @@ def _field_edges(field: FieldDescriptor, depth: int) -> Iterator[tuple[str, Sett
         yield "many", lambda m: getattr(m, name).extend([SMALL_VALUES[field.type]] * HUGE_COUNT)
 
 
-def _add_empty(repeated: object, count: int) -> None:
+def _add_empty(repeated: RepeatedCompositeFieldContainer[Message], count: int) -> None:
     for _ in range(count):
-        repeated.add()  # type: ignore[attr-defined]
+        repeated.add()
 
 
 def _scalar_edges(field: FieldDescriptor) -> list[tuple[str, object]]:

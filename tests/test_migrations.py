@@ -233,7 +233,7 @@ def test_the_migrations_head_is_the_schema_of_the_models(site: Site) -> None:
 
 def test_the_revisions_are_numbered_in_one_line_of_history() -> None:
     """The start-up check reads the newest revision from the file names: they must agree with the files."""
-    scripts = ScriptDirectory.from_config(alembic_config(connection=None))  # type: ignore[arg-type]
+    scripts = ScriptDirectory.from_config(alembic_config(connection=None))
     numbered = revisions()
     assert scripts.get_heads() == [numbered[-1]]
     chain = [script.revision for script in scripts.walk_revisions()][::-1]

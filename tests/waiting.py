@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(predicate: Callable[[], T], timeout: float = 10, interval: float = 0.01) -> T:
+def eventually(predicate: Callable[[], T | None], timeout: float = 10, interval: float = 0.01) -> T:
     """Return the predicate's first truthy result; an AssertionError inside it means "not yet".
 
     Fails with the last falsy result or assertion message once `timeout` seconds have passed.

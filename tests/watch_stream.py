@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import grpc
+
 from simplane._api.v1 import task_pb2, task_pb2_grpc
 
 SNAPSHOT = task_pb2.WATCH_EVENT_TYPE_SNAPSHOT
@@ -19,7 +21,7 @@ TERMINAL = {
 }
 
 
-def open_watch(cluster, **request) -> tuple[object, Iterator[task_pb2.WatchTasksResponse]]:
+def open_watch(cluster, **request) -> tuple[grpc.Call, Iterator[task_pb2.WatchTasksResponse]]:
     """A WatchTasks call (cancel it when done) and an iterator over its events, with a deadline."""
     stub = cluster.stub(task_pb2_grpc.TaskServiceStub)
     call = stub.WatchTasks(task_pb2.WatchTasksRequest(**request), metadata=cluster.metadata(), timeout=60)

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Resolved: an editable install links each file of the package on its own, and only the source folder has a new
-# migration until the next install.
+# Resolved: in a strict editable install this module is a link, and a new migration must be written beside the
+# real files, not into the link tree (docs/development.md).
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 BASELINE = "0001"  # the schema of the releases before migrations: a database without alembic_version is this
 
@@ -104,8 +104,9 @@ def _backup_sqlite(path: Path, revision: str) -> Path:
     return Path(target)
 
 
-def alembic_config(connection: Connection) -> Config:
-    """Alembic's configuration for our migrations, run on `connection` (migrations/env.py picks it up)."""
+def alembic_config(connection: Connection | None) -> Config:
+    """Alembic's configuration for our migrations, run on `connection` (migrations/env.py picks it up); None
+    to only read the migration scripts."""
     from alembic.config import Config
 
     config = Config()

@@ -4,7 +4,7 @@ are 64-bit (BIGINT), since PostgreSQL's INTEGER stops at 2 GiB. Every change her
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, Table
 from sqlmodel import Field, SQLModel
 
 
@@ -102,3 +102,9 @@ class StoredFileRow(SQLModel, table=True):
     created_at: float
     # The permission bits the file was uploaded with, given back on download; on disk every stored file is 0600.
     mode: int = Field(default=0o644, sa_column_kwargs={"server_default": "420"})
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy table of a `table=True` model, for bulk statements (executemany) on it."""
+    table: Table = model.__table__  # type: ignore[attr-defined]  # set by SQLAlchemy; SQLModel's types omit it
+    return table

@@ -1,6 +1,6 @@
 """Alembic's entry point: runs the migrations on the connection that simplane.server.store.migrate hands over."""
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from sqlmodel import SQLModel
@@ -9,7 +9,7 @@ from sqlmodel.sql.sqltypes import AutoString
 from simplane.server.store import models  # noqa: F401  (the tables autogenerate compares with)
 
 
-def _render_item(kind: str, item: Any, _context: Any) -> str | bool:
+def _render_item(kind: str, item: Any, _context: Any) -> str | Literal[False]:
     """SQLModel's AutoString is a VARCHAR: new migrations say sa.String(), so they need no sqlmodel import."""
     if kind == "type" and isinstance(item, AutoString):
         return "sa.String()"
