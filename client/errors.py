@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 if TYPE_CHECKING:
     import grpc
@@ -203,10 +203,11 @@ def _field_violations(call: grpc.Call | grpc.aio.AioRpcError) -> list[FieldViola
     Details whose code or message differ from the call's own are not the server's for this call, and are ignored.
     """
     from google.rpc import error_details_pb2, status_pb2
-    from grpc_status import rpc_status  # type: ignore[import-untyped]  # grpcio-status ships no type hints
+    from grpc_status import rpc_status
 
     try:
-        status: status_pb2.Status | None = rpc_status.from_call(call)
+        # An AioRpcError has the code(), details() and trailing_metadata() that from_call reads.
+        status: status_pb2.Status | None = rpc_status.from_call(cast("grpc.Call", call))
     except ValueError:
         return []
     violations = []

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health_pb2  # type: ignore[import-untyped]  # grpcio-health-checking ships no type hints
+from grpc_health.v1 import health_pb2
 
 from simplane._api.v1 import account_pb2, machine_group_pb2, storage_pb2, task_pb2
 from simplane.server import websocket

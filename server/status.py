@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status  # type: ignore[import-untyped]  # grpcio-status ships no type hints
+from grpc_status import rpc_status
 
 from simplane.server import errors, request_limits
 

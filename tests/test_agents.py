@@ -173,7 +173,7 @@ def test_an_error_on_an_agent_stream_is_logged_once_naming_the_machine(cluster_f
     stub = cluster.stub(agent_pb2_grpc.AgentServiceStub)
     token = cluster.create_agent_token()
 
-    def refused(*messages: agent_pb2.ConnectRequest) -> tuple[str, grpc.StatusCode]:
+    def refused(*messages: agent_pb2.ConnectRequest | None) -> tuple[str, grpc.StatusCode]:
         """Joins a new machine, sends `messages` on its stream (the hello first, if any); the machine and the code."""
         joined = stub.Join(agent_pb2.JoinRequest(machine_group="local"), metadata=cluster.metadata(token), timeout=10)
         hello = agent_pb2.AgentHello(agent_id=joined.machine_id, machine_group="local", hostname="h", slots=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import grpc
 import pytest
@@ -152,7 +153,7 @@ def test_submits_past_the_active_task_limit_are_resource_exhausted(cluster_facto
 
 
 # Requests the server refuses, each with the one field it names and what it says about it.
-INVALID_SUBMITS = {
+INVALID_SUBMITS: dict[str, tuple[dict[str, Any], str, str]] = {
     "no program": (dict(command=[""]), "command", "must name a program to run"),
     "too many cpus": (dict(command=["true"], cpus=5000), "cpus", "must be between 0 and 4096, got 5000"),
     "NUL in an argument": (dict(command=["true", "a", "b\0"]), "command[2]", "must not contain NUL characters"),
@@ -179,9 +180,10 @@ def test_invalid_arguments_carry_their_field_in_the_status_details(cluster) -> N
 
     # The field comes from the details, not the message: the raw status carries it as a BadRequest.
     tasks = cluster.stub(task_pb2_grpc.TaskServiceStub)
-    with pytest.raises(grpc.RpcError) as raised:
+    with pytest.raises(grpc.RpcError) as refused:
         tasks.SubmitTask(task_pb2.SubmitTaskRequest(command=["true"], cpus=-2), metadata=cluster.metadata(), timeout=10)
-    status = rpc_status.from_call(raised.value)
+    assert isinstance(refused.value, grpc.Call)
+    status = rpc_status.from_call(refused.value)
     assert (status.code, status.message) == (INVALID.value[0], "cpus: must be between 0 and 4096, got -2")
     [detail] = status.details
     bad_request = error_details_pb2.BadRequest()
@@ -193,13 +195,15 @@ def test_invalid_arguments_carry_their_field_in_the_status_details(cluster) -> N
     # Streams too, and the asynchronous client.
     ended = client.tasks.submit(["true"])
     assert ended.wait(timeout=30) == simplane.TaskStatus.SUCCEEDED
-    with pytest.raises(grpc.RpcError) as raised:
+    with pytest.raises(grpc.RpcError) as refused_stream:
         list(
             tasks.TailLogs(
                 task_pb2.TailLogsRequest(task_id=ended.id, tail_lines=-1), metadata=cluster.metadata(), timeout=10
             )
         )
-    assert simplane.errors.translate_rpc_error(raised.value).field == "tail_lines"
+    translated = simplane.errors.translate_rpc_error(refused_stream.value)
+    assert isinstance(translated, simplane.InvalidArgument)
+    assert translated.field == "tail_lines"
 
     async def submit_async() -> simplane.InvalidArgument:
         async with simplane.AsyncClient(address=cluster.address, api_key=cluster.api_key) as async_client:
