@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import col
 
 from simplane._api.v1 import task_pb2
 from simplane.server import errors, event_stream, task_states
@@ -59,7 +60,7 @@ def stored_events(database: Database) -> list[tuple[int, str, int]]:
     """(revision, task id, status) of every stored event, oldest first."""
     rows = database.call(
         lambda session: session.execute(
-            select(TaskEventRow.revision, TaskEventRow.task).order_by(TaskEventRow.revision)
+            select(col(TaskEventRow.revision), col(TaskEventRow.task)).order_by(col(TaskEventRow.revision))
         ).all()
     )
     return [(revision, (task := task_pb2.Task.FromString(data)).id, task.status) for revision, data in rows]
@@ -67,7 +68,9 @@ def stored_events(database: Database) -> list[tuple[int, str, int]]:
 
 def stored_tasks(database: Database) -> dict[str, tuple[int, int]]:
     """(status, revision) of every stored task row."""
-    rows = database.call(lambda session: session.execute(select(TaskRow.id, TaskRow.status, TaskRow.revision)).all())
+    rows = database.call(
+        lambda session: session.execute(select(col(TaskRow.id), col(TaskRow.status), col(TaskRow.revision))).all()
+    )
     return {task_id: (status, revision) for task_id, status, revision in rows}
 
 

@@ -274,14 +274,12 @@ def test_follow_delivers_appends_as_they_come_until_the_task_ends(store: LogStor
 
 
 def test_follow_yields_a_heartbeat_when_no_data_came(store: LogStore) -> None:
-    async def scenario() -> tuple[str, list[Piece]]:
-        follower = store.follow("t-1", {"stdout": 0}, lambda: False, idle=0.01)
-        try:
-            return await asyncio.wait_for(anext(follower), 30)
-        finally:
-            await follower.aclose()
+    async def first_frame() -> tuple[str, list[Piece]]:
+        async for frame in store.follow("t-1", {"stdout": 0}, lambda: False, idle=0.01):
+            return frame  # the follower is closed when the loop ends
+        raise AssertionError("the follow ended")
 
-    assert asyncio.run(scenario()) == ("", [])
+    assert asyncio.run(asyncio.wait_for(first_frame(), 30)) == ("", [])
 
 
 def test_follow_takes_turns_between_streams_a_frame_at_a_time(store: LogStore) -> None:

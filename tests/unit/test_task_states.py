@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from simplane.server import task_states
@@ -17,6 +19,8 @@ from simplane.server.task_states import (
     SUCCEEDED,
     TIMED_OUT,
 )
+
+History = list[list[Any]]  # [status, unix time, detail], as task records keep them
 
 ORDER = [SUBMITTED, QUEUED, PREPARING, RUNNING, FINALIZING, SUCCEEDED, FAILED, KILLED, TIMED_OUT, LOST]
 # Row: from; column: to, in ORDER. "x" marks a move the server takes, "." one it ignores as stale.
@@ -38,7 +42,7 @@ LOS  .   .   .   .   .   .   .   .   .   .
 def _moves() -> list[tuple[int, int, bool]]:
     rows = ALLOWED.strip().splitlines()[1:]
     assert len(rows) == len(ORDER)
-    moves = []
+    moves: list[tuple[int, int, bool]] = []
     for current, row in zip(ORDER, rows, strict=True):
         marks = row.split()[1:]
         assert len(marks) == len(ORDER)
@@ -81,7 +85,7 @@ def test_names_drop_the_enum_prefix() -> None:
 
 
 def test_phase_durations_of_a_task_that_went_through_every_phase() -> None:
-    history: list[list] = [
+    history: History = [
         [SUBMITTED, 100.0, ""],
         [QUEUED, 101.0, ""],
         [PREPARING, 103.0, ""],
@@ -99,7 +103,7 @@ def test_phase_durations_of_a_task_that_went_through_every_phase() -> None:
 
 
 def test_phase_durations_of_a_running_task_count_up_to_now() -> None:
-    history: list[list] = [[SUBMITTED, 100.0, ""], [PREPARING, 102.0, ""], [RUNNING, 104.0, ""]]
+    history: History = [[SUBMITTED, 100.0, ""], [PREPARING, 102.0, ""], [RUNNING, 104.0, ""]]
     assert task_states.phase_durations(history, now=110.0) == {
         "queued": 2.0,
         "preparing": 2.0,
@@ -110,7 +114,7 @@ def test_phase_durations_of_a_running_task_count_up_to_now() -> None:
 
 
 def test_phase_durations_of_a_task_killed_while_queued() -> None:
-    history: list[list] = [[SUBMITTED, 100.0, ""], [QUEUED, 100.5, ""], [KILLED, 104.0, "killed by alice"]]
+    history: History = [[SUBMITTED, 100.0, ""], [QUEUED, 100.5, ""], [KILLED, 104.0, "killed by alice"]]
     assert task_states.phase_durations(history, now=500.0) == {
         "queued": 4.0,
         "preparing": None,
@@ -121,7 +125,7 @@ def test_phase_durations_of_a_task_killed_while_queued() -> None:
 
 
 def test_phase_durations_of_a_task_that_failed_without_finalizing() -> None:
-    history: list[list] = [[SUBMITTED, 0.0, ""], [PREPARING, 1.0, ""], [RUNNING, 2.0, ""], [FAILED, 7.0, "exit 1"]]
+    history: History = [[SUBMITTED, 0.0, ""], [PREPARING, 1.0, ""], [RUNNING, 2.0, ""], [FAILED, 7.0, "exit 1"]]
     durations = task_states.phase_durations(history, now=100.0)
     assert durations["computing"] == 5.0
     assert durations["finalizing"] is None
@@ -130,14 +134,14 @@ def test_phase_durations_of_a_task_that_failed_without_finalizing() -> None:
 
 def test_phase_durations_take_the_first_entry_of_a_repeated_status() -> None:
     # A task requeued after its machine was lost enters PREPARING twice; the first time counts.
-    history: list[list] = [[SUBMITTED, 0.0, ""], [PREPARING, 2.0, ""], [PREPARING, 9.0, "retry"], [RUNNING, 10.0, ""]]
+    history: History = [[SUBMITTED, 0.0, ""], [PREPARING, 2.0, ""], [PREPARING, 9.0, "retry"], [RUNNING, 10.0, ""]]
     durations = task_states.phase_durations(history, now=12.0)
     assert durations["queued"] == 2.0
     assert durations["preparing"] == 8.0
 
 
 def test_phase_durations_are_never_negative_when_the_clock_stepped_back() -> None:
-    history: list[list] = [[SUBMITTED, 50.0, ""], [PREPARING, 40.0, ""], [RUNNING, 45.0, ""]]
+    history: History = [[SUBMITTED, 50.0, ""], [PREPARING, 40.0, ""], [RUNNING, 45.0, ""]]
     durations = task_states.phase_durations(history, now=30.0)
     assert durations == {"queued": 0.0, "preparing": 5.0, "computing": 0.0, "finalizing": None, "total": 0.0}
 
