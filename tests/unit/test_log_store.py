@@ -253,24 +253,28 @@ def test_follow_resumes_from_its_offsets_without_loss_or_repeat(store: LogStore)
     assert got == [("stdout", [(4, b"456789", 1)])]
 
 
-def test_follow_delivers_appends_as_they_come_until_the_task_ends(store: LogStore) -> None:
-    async def scenario() -> list[bytes]:
-        ended = [False]
-        received: list[bytes] = []
-        follower = asyncio.ensure_future(collect(store, {"stdout": 0}, ended))
+def test_follow_wakes_on_each_append_until_the_task_ends(store: LogStore) -> None:
+    async def scenario() -> None:
+        ended = False
+        follower = store.follow("t-1", {"stdout": 0}, lambda: ended, idle=30)
+        offset = 0
         for i in range(5):
+            upcoming = asyncio.ensure_future(anext(follower))
+            await asyncio.sleep(0)  # one turn of the loop (no time passes): the follower finds nothing and waits
+            assert not upcoming.done()
             line = f"line {i}\n".encode()
-            offset = sum(map(len, received))
-            waiting = store.changed("t-1", "stdout")
             store.append("t-1", "stdout", offset, line, i)
-            received.append(line)
-            await waiting
-        ended[0] = True
+            name, pieces = await asyncio.wait_for(upcoming, 30)
+            assert (name, pieces_of(pieces)) == ("stdout", [(offset, line, i)])
+            offset += len(line)
+        ending = asyncio.ensure_future(anext(follower))
+        await asyncio.sleep(0)
+        ended = True
         store.close_task("t-1")
-        got = await asyncio.wait_for(follower, 30)
-        return [data for _, pieces in got for _, data, _ in pieces]
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(ending, 30)
 
-    assert b"".join(asyncio.run(scenario())) == b"".join(f"line {i}\n".encode() for i in range(5))
+    asyncio.run(scenario())
 
 
 def test_follow_yields_a_heartbeat_when_no_data_came(store: LogStore) -> None:
