@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
+from own_loop import run
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -21,7 +21,6 @@ from simplane.server.store.database import Database, sqlite_url
 from simplane.server.store.models import TaskEventRow, TaskRow
 from simplane.server.task_record import TaskRecord
 
-T = TypeVar("T")
 _ids = itertools.count(1)
 
 
@@ -33,13 +32,6 @@ def database(tmp_path: Path) -> Iterator[Database]:
         yield database
     finally:
         database.close()
-
-
-def run(scenario: Callable[[], Awaitable[T]]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(scenario(), 30)
-
-    return asyncio.run(bounded())
 
 
 def new_task(owner: str = "alice", request_id: str | None = None) -> TaskRecord:
@@ -98,7 +90,7 @@ def test_changes_are_numbered_in_order_and_stored_before_they_are_committed(data
         ]
         assert stored_tasks(database) == {first.id: (task_states.QUEUED, 3), second.id: (task_states.SUBMITTED, 2)}
 
-    run(scenario)
+    run(scenario())
 
 
 def test_numbering_continues_after_the_last_stored_revision(database: Database, tmp_path: Path) -> None:
@@ -109,7 +101,7 @@ def test_numbering_continues_after_the_last_stored_revision(database: Database, 
             events.record(new_task(), new=True)
         await events.settled()
 
-    run(before)
+    run(before())
     database.close()
     reopened = Database(sqlite_url(str(tmp_path / "simplane.db")))
     try:
@@ -122,7 +114,7 @@ def test_numbering_continues_after_the_last_stored_revision(database: Database, 
             await recorded.committed
             return recorded.task.revision
 
-        assert run(after) == 5
+        assert run(after()) == 5
     finally:
         reopened.close()
 
@@ -134,7 +126,7 @@ def test_a_fresh_database_starts_at_revision_one(database: Database) -> None:
         assert events.head == 0
         return events.record(new_task(), new=True).task.revision
 
-    assert run(scenario) == 1
+    assert run(scenario()) == 1
 
 
 def test_a_task_new_and_changed_in_one_group_is_inserted_once_with_its_last_state(database: Database) -> None:
@@ -154,7 +146,7 @@ def test_a_task_new_and_changed_in_one_group_is_inserted_once_with_its_last_stat
             task_states.RUNNING,
         ]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_hundreds_of_changes_at_once_are_all_stored_in_revision_order(database: Database) -> None:
@@ -168,7 +160,7 @@ def test_hundreds_of_changes_at_once_are_all_stored_in_revision_order(database: 
         assert [revision for revision, _, _ in stored_events(database)] == list(range(1, 301))
         assert set(stored_tasks(database)) == {task.id for task in tasks}
 
-    run(scenario)
+    run(scenario())
 
 
 def test_latest_holds_each_active_task_and_forgets_ended_ones(database: Database) -> None:
@@ -185,7 +177,7 @@ def test_latest_holds_each_active_task_and_forgets_ended_ones(database: Database
         assert {task_id: change.revision for task_id, change in events.latest.items()} == {running.id: 3}
         assert events.latest[running.id].task.status == task_states.RUNNING
 
-    run(scenario)
+    run(scenario())
 
 
 def test_replay_reads_an_owners_stored_changes_within_revisions(database: Database) -> None:
@@ -210,7 +202,7 @@ def test_replay_reads_an_owners_stored_changes_within_revisions(database: Databa
         assert [c.revision for c in await events.replay("bob", after=0, upto=5)] == [2]
         assert await events.replay("carol", after=0, upto=5) == []
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_watcher_of_all_tasks_hears_its_owners_stored_changes_in_order(database: Database) -> None:
@@ -225,7 +217,7 @@ def test_a_watcher_of_all_tasks_hears_its_owners_stored_changes_in_order(databas
         assert revisions(watcher) == [1, 3]
         assert [change.task.id for change in watcher.pending] == [first.id, second.id]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_watcher_hears_only_the_changes_it_accepts(database: Database) -> None:
@@ -240,7 +232,7 @@ def test_a_watcher_hears_only_the_changes_it_accepts(database: Database) -> None
         await events.settled()
         assert revisions(watcher) == [2]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_watcher_of_named_tasks_hears_only_them(database: Database) -> None:
@@ -254,7 +246,7 @@ def test_a_watcher_of_named_tasks_hears_only_them(database: Database) -> None:
         await events.settled()
         assert [change.task.id for change in watcher.pending] == [watched.id]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_an_unsubscribed_watcher_hears_nothing_more(database: Database) -> None:
@@ -273,7 +265,7 @@ def test_an_unsubscribed_watcher_hears_nothing_more(database: Database) -> None:
         await events.record(task).committed
         assert (revisions(everything), revisions(named)) == ([1], [1])
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_waiting_watcher_wakes_on_a_change() -> None:
@@ -287,7 +279,7 @@ def test_a_waiting_watcher_wakes_on_a_change() -> None:
         assert revisions(watcher) == [7]
         assert await watcher.wait(timeout=30) is True  # a change is pending: no wait
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_watcher_waits_no_longer_than_its_timeout() -> None:
@@ -296,7 +288,7 @@ def test_a_watcher_waits_no_longer_than_its_timeout() -> None:
         watcher.offer(Change(1, task_pb2.Task(id="t-1", owner="bob")))  # not alice's: not offered
         return await watcher.wait(timeout=0.01)
 
-    assert run(scenario) is False
+    assert run(scenario()) is False
 
 
 def test_a_watcher_too_far_behind_is_cut_off_and_hears_nothing_more() -> None:
@@ -313,7 +305,7 @@ def test_a_watcher_too_far_behind_is_cut_off_and_hears_nothing_more() -> None:
         assert revisions(watcher) == []
         assert await watcher.wait(timeout=30) is True  # overflowed: the watcher must catch up from the database
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_refused_new_task_fails_alone(database: Database) -> None:
@@ -340,7 +332,7 @@ def test_a_refused_new_task_fails_alone(database: Database) -> None:
             (3, neighbour.id),
         ]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_refused_change_of_a_stored_task_fails_alone_and_is_reported(database: Database) -> None:
@@ -367,7 +359,7 @@ def test_a_refused_change_of_a_stored_task_fails_alone_and_is_reported(database:
         assert stored_tasks(database)[other.id] == (task_states.SUBMITTED, 2)
         assert stored_tasks(database)[bystander.id] == (task_states.QUEUED, 5)
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_refused_group_of_one_task_fails_all_its_changes(database: Database) -> None:
@@ -384,7 +376,7 @@ def test_a_refused_group_of_one_task_fails_all_its_changes(database: Database) -
         assert [type(result) for result in results] == [errors.FailedPrecondition, errors.FailedPrecondition]
         assert [revision for revision, _, _ in stored_events(database)] == [1]
 
-    run(scenario)
+    run(scenario())
 
 
 def test_a_change_becomes_one_watch_event_shared_by_every_watcher() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from own_loop import run
 
 from simplane.server import log_store
 from simplane.server.disk_space import DataDirSpace
@@ -230,7 +231,7 @@ def test_changed_is_one_future_for_all_followers_resolved_by_the_next_append(sto
         store.close_task("t-1")
         assert second.done()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 async def collect(
@@ -242,14 +243,14 @@ async def collect(
 def test_follow_of_an_ended_task_reads_everything_then_stops(store: LogStore) -> None:
     store.append("t-1", "stdout", 0, b"out", 1)
     store.append("t-1", "stderr", 0, b"err", 2)
-    got = asyncio.run(collect(store, {"stdout": 0, "stderr": 0}, [True]))
+    got = run(collect(store, {"stdout": 0, "stderr": 0}, [True]))
     assert got == [("stdout", [(0, b"out", 1)]), ("stderr", [(0, b"err", 2)])]
 
 
 def test_follow_resumes_from_its_offsets_without_loss_or_repeat(store: LogStore) -> None:
     store.append("t-1", "stdout", 0, b"0123456789", 1)
     store.append("t-1", "stderr", 0, b"abc", 2)
-    got = asyncio.run(collect(store, {"stdout": 4, "stderr": 3}, [True]))
+    got = run(collect(store, {"stdout": 4, "stderr": 3}, [True]))
     assert got == [("stdout", [(4, b"456789", 1)])]
 
 
@@ -264,7 +265,7 @@ def test_follow_wakes_on_each_append_until_the_task_ends(store: LogStore) -> Non
             assert not upcoming.done()
             line = f"line {i}\n".encode()
             store.append("t-1", "stdout", offset, line, i)
-            name, pieces = await asyncio.wait_for(upcoming, 30)
+            name, pieces = await upcoming
             assert (name, pieces_of(pieces)) == ("stdout", [(offset, line, i)])
             offset += len(line)
         ending = asyncio.ensure_future(anext(follower))
@@ -272,9 +273,9 @@ def test_follow_wakes_on_each_append_until_the_task_ends(store: LogStore) -> Non
         ended = True
         store.close_task("t-1")
         with pytest.raises(StopAsyncIteration):
-            await asyncio.wait_for(ending, 30)
+            await ending
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_follow_yields_a_heartbeat_when_no_data_came(store: LogStore) -> None:
@@ -283,14 +284,14 @@ def test_follow_yields_a_heartbeat_when_no_data_came(store: LogStore) -> None:
             return frame  # the follower is closed when the loop ends
         raise AssertionError("the follow ended")
 
-    assert asyncio.run(asyncio.wait_for(first_frame(), 30)) == ("", [])
+    assert run(first_frame()) == ("", [])
 
 
 def test_follow_takes_turns_between_streams_a_frame_at_a_time(store: LogStore) -> None:
     big = b"o" * (MAX_FRAME + 10)
     store.append("t-1", "stdout", 0, big, 1)
     store.append("t-1", "stderr", 0, b"e", 2)
-    got = asyncio.run(collect(store, {"stdout": 0, "stderr": 0}, [True]))
+    got = run(collect(store, {"stdout": 0, "stderr": 0}, [True]))
     assert [(name, sum(len(data) for _, data, _ in pieces)) for name, pieces in got] == [
         ("stdout", MAX_FRAME),
         ("stderr", 1),
