@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, message_factory
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -308,3 +309,86 @@ def test_every_named_limit_is_a_field_of_the_api() -> None:
     assert missing == []
     for message in request_limits.MESSAGE_CHECKS:
         pool.FindMessageTypeByName(message)
+
+
+@dataclass
+class NamedEdge:
+    build: Callable[[int], Message]  # a request whose bounded field holds a value of size n
+    edge: int  # accepted
+    past: int  # refused
+    field: str  # named in the refusal
+
+
+def _setting(
+    cls: type[Message], base: dict[str, object], name: str, value: Callable[[int], object]
+) -> Callable[[int], Message]:
+    """Builds cls(**base) with the field `name` set to value(n)."""
+    return lambda n: cls(**base, **{name: value(n)})
+
+
+def _repeated(item: object) -> Callable[[int], object]:
+    return lambda n: [item] * n
+
+
+def _named_edges() -> dict[str, NamedEdge]:
+    """One case per bound of each field in FIELD_LIMITS, built from its descriptor: the field's own limit is applied
+    to it (a misspelt entry, or a walker that skipped a kind of field, would fail here)."""
+    pool = descriptor_pool.Default()
+    cases: dict[str, NamedEdge] = {}
+    for full_name, limit in request_limits.FIELD_LIMITS.items():
+        field = pool.FindFieldByName(full_name)
+        assert field.containing_type is not None
+        message_class = message_factory.GetMessageClass(field.containing_type)
+        # A submit must name a program (MESSAGE_CHECKS) whatever else it holds.
+        submit_base: dict[str, object] = {"command": ["run"]}
+        base = submit_base if message_class is task_pb2.SubmitTaskRequest and field.name != "command" else {}
+        label, name = full_name.removeprefix("simplane.v1."), field.name
+
+        def setting(
+            value: Callable[[int], object],
+            message_class: type[Message] = message_class,
+            base: dict[str, object] = base,
+            name: str = name,
+        ) -> Callable[[int], Message]:
+            return _setting(message_class, base, name, value)
+
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entries = setting(lambda n: {f"K{i}": "" for i in range(n)})
+            cases[f"{label} entries"] = NamedEdge(entries, limit.items, limit.items + 1, name)
+            cases[f"{label} value"] = NamedEdge(
+                setting(lambda n: {"K": "v" * n}), limit.chars, limit.chars + 1, f"{name}['K']"
+            )
+        elif field.is_repeated:
+            item: object
+            if field.type == FieldDescriptor.TYPE_STRING:
+                item = "a"
+                cases[f"{label} item"] = NamedEdge(
+                    setting(lambda n: ["a" * n]), limit.chars, limit.chars + 1, f"{name}[0]"
+                )
+            elif field.enum_type is not None:
+                item = field.enum_type.values[-1].number
+            else:
+                assert field.message_type is not None
+                item = message_factory.GetMessageClass(field.message_type)()
+            if limit.items <= 100_000:  # FileListing.files: a million messages would take seconds to build
+                cases[f"{label} items"] = NamedEdge(setting(_repeated(item)), limit.items, limit.items + 1, name)
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            text = path_of if limit.path else (lambda n: "a" * n)
+            cases[label] = NamedEdge(setting(text), limit.chars, limit.chars + 1, name)
+        elif field.message_type is not None and field.message_type.full_name == "google.protobuf.Duration":
+            cases[label] = NamedEdge(setting(lambda n: Duration(seconds=n)), limit.seconds, limit.seconds + 1, name)
+        else:
+            assert limit.low is not None and limit.high is not None, f"{full_name}: a number without bounds"
+            number = setting(lambda n: n)
+            cases[f"{label} high"] = NamedEdge(number, limit.high, limit.high + 1, name)
+            cases[f"{label} low"] = NamedEdge(number, limit.low + 1, limit.low - 1, name)
+    return cases
+
+
+NAMED_EDGES = _named_edges()
+
+
+@pytest.mark.parametrize("edge", NAMED_EDGES.values(), ids=NAMED_EDGES.keys())
+def test_every_named_limit_holds_at_its_edge(edge: NamedEdge) -> None:
+    request_limits.check(edge.build(edge.edge))
+    assert refusal(edge.build(edge.past)).field == edge.field
