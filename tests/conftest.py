@@ -26,6 +26,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(problem)
 
 
+# The unit layer (tests/unit: pure modules in this process, in seconds) may use a temporary directory and a SQLite
+# file, never a server, an agent, the session's PostgreSQL or Chromium: asking for a fixture that starts one is an
+# error at collection, so the layer stays fast whatever --database says.
+UNIT_TESTS = Path(__file__).parent / "unit"
+PROCESS_FIXTURES = frozenset({"cluster", "cluster_factory", "postgres", "browser", "page"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if UNIT_TESTS not in item.path.parents:
+            continue
+        started = sorted(PROCESS_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+        if started:
+            raise pytest.UsageError(
+                f"{item.nodeid} is a unit test but uses {', '.join(started)}: move it out of tests/unit"
+            )
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--database",
