@@ -70,7 +70,7 @@ class _Stubs:
 
 class _Connection:
     """The channel, the stubs and the key. Every call goes through here, so gRPC errors become
-    SimplaneErrors in one place. The channel is made on first use (an asyncio one inside the loop it serves)."""
+    SimplaneErrors in one place. The channel is made on first use (open_channel)."""
 
     def __init__(self, address: str, api_key: str | None, retry_timeout: float) -> None:
         self.address = address
@@ -99,13 +99,23 @@ class _Connection:
                 self._stubs = _Stubs(channel)
             return self._stubs
 
-    async def call(self, method: UnaryCall[Request, Response], request: Request, *, retry: bool = False) -> Response:
+    async def call(
+        self,
+        method: UnaryCall[Request, Response],
+        request: Request,
+        *,
+        retry: bool = False,
+        deadline: float | None = None,
+    ) -> Response:
         """One unary call; with `retry` (safe to repeat) it is repeated while the server answers UNAVAILABLE,
-        for up to the client's retry_timeout."""
-        retrying = _base.Retrying(self.retry_timeout) if retry else None
+        for up to the client's retry_timeout. Past the monotonic `deadline`, when given, it raises Timeout."""
+        left = _base.remaining(deadline)
+        retrying = (
+            _base.Retrying(self.retry_timeout if left is None else min(self.retry_timeout, left)) if retry else None
+        )
         while True:
             try:
-                return await method(request, metadata=self.metadata)
+                return await method(request, metadata=self.metadata, timeout=_base.remaining(deadline))
             except grpc.RpcError as error:
                 delay = retrying.next_delay(error) if retrying is not None else None
                 if delay is None:
@@ -206,6 +216,8 @@ async def _upload(
         except Exception as error:
             failures.append(error)
             raise
+        finally:
+            chunks.close()  # the open file now, not at garbage collection (the kept error holds this frame)
 
     try:
         with translating_rpc_errors():
@@ -273,8 +285,13 @@ class AsyncTask:
         return info.exit_code
 
     async def info(self) -> TaskInfo:
+        return await self._info(None)
+
+    async def _info(self, deadline: float | None) -> TaskInfo:
         request = task_pb2.GetTaskRequest(task_id=self.id)
-        response = await self._connection.call(self._connection.stubs.tasks.GetTask, request, retry=True)
+        response = await self._connection.call(
+            self._connection.stubs.tasks.GetTask, request, retry=True, deadline=deadline
+        )
         self.last_info = TaskInfo.from_proto(response.task)
         return self.last_info
 
@@ -309,7 +326,7 @@ class AsyncTask:
                     continue
                 state = progress.state(event)
                 if state is None and progress.missing_from_snapshot(event):
-                    info = await self.info()
+                    info = await self._info(deadline)
                     state = info if progress.advance(info) else None
                 if state is not None:
                     self.last_info = state

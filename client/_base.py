@@ -18,14 +18,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from simplane._api.v1 import task_pb2
 from simplane._durations import Duration, to_timedelta
 from simplane._protocol.backoff import Backoff
-from simplane._protocol.channel import channel_options
+from simplane._protocol.channel import MAX_MESSAGE_BYTES, channel_options
 from simplane.errors import InvalidArgument, Timeout, translate_rpc_error
 from simplane.models import LogLine, LogStreamName, TaskEvent, TaskInfo, TaskStatus
 
-_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
 # Reconnects within a second of a server coming back, so resumed streams lose little time.
-CHANNEL_OPTIONS = channel_options(first_reconnect_ms=100, max_message_bytes=_MAX_MESSAGE_BYTES)
+CHANNEL_OPTIONS = channel_options(first_reconnect_ms=100, max_message_bytes=MAX_MESSAGE_BYTES)
 
 
 DEFAULT_RETRY_TIMEOUT = 30.0
@@ -265,7 +263,8 @@ class StreamLines:
         first = pieces[0]
         if self._parts:
             self._parts.append(first)
-            out.append(LogLine(name, b"".join(self._parts), self._time, self.cursor))  # type: ignore[arg-type]
+            assert self._time is not None and self.cursor is not None  # set once a part is pending
+            out.append(LogLine(name, b"".join(self._parts), self._time, self.cursor))
             self._parts = []
         else:
             out.append(LogLine(name, first, read_time, offset))
@@ -285,7 +284,8 @@ class StreamLines:
         """Hands out the pending partial line, if any: the stream ended without a final newline."""
         if self._parts:
             data = b"".join(self._parts)
-            out.append(LogLine(self.name, data, self._time, self.cursor, newline=False))  # type: ignore[arg-type]
+            assert self._time is not None and self.cursor is not None  # set once a part is pending
+            out.append(LogLine(self.name, data, self._time, self.cursor, newline=False))
             self._parts = []
             self.cursor = self._end
 

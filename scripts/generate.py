@@ -75,6 +75,9 @@ def generate_python() -> None:
 def generate_sync_client() -> None:
     """client/_sync.py from client/_async.py: unasync drops async/await and renames (SYNC_NAMES); the same
     happens to the words of docstrings and comments, which unasync leaves alone; then ruff formats it."""
+    unused = [name for name in SYNC_NAMES if not re.search(rf"\b{name}\b", ASYNC_CLIENT.read_text())]
+    if unused:  # a stale rename would hide the next one that is needed
+        raise SystemExit(f"error: SYNC_NAMES renames {', '.join(unused)}, which {ASYNC_CLIENT.name} no longer has")
     rule = unasync.Rule("/_async/", "/_sync/", additional_replacements=SYNC_NAMES)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp, "_async", ASYNC_CLIENT.name)

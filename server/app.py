@@ -25,6 +25,7 @@ from simplane._api.v1 import (
     task_pb2,
     task_pb2_grpc,
 )
+from simplane._protocol.channel import message_size_options
 from simplane.server.accounts import Accounts
 from simplane.server.agents import AgentHub
 from simplane.server.auth import Authenticator
@@ -48,7 +49,6 @@ from simplane.server.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 64 * 1024 * 1024
 # How long stopping waits for the task changes still being committed; a hung database is not waited for longer.
 SETTLE_TIMEOUT = 3.0
 
@@ -104,8 +104,7 @@ class ServerApp:
             interceptors=[TolerantDecoding()],
             options=[
                 ("grpc.so_reuseport", 0),
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
+                *message_size_options(),
                 # Clients and agents ping quiet connections every 20 s; allow it.
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),

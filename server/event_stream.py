@@ -20,6 +20,7 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from simplane._api.v1 import task_pb2
+from simplane._protocol.backoff import Backoff
 from simplane.server import errors, task_states
 from simplane.server.store.database import Database
 from simplane.server.store.models import TaskEventRow, TaskRow, table_of
@@ -207,18 +208,18 @@ class EventStream:
 
     async def _commit(self, entries: list[_Entry]) -> None:
         """One transaction, retried with backoff while the database cannot be reached, for a bounded time."""
-        delay = 0.05
+        backoff = Backoff(0.05, 2.0, jitter=False)
         give_up = time.monotonic() + OUTAGE_RETRY_LIMIT
         while True:
             try:
                 await self._database.run(_write, entries)
                 return
             except errors.Unavailable as error:
+                delay = backoff.next_delay()
                 if time.monotonic() + delay > give_up:
                     raise
                 log.warning("storing %d task changes failed (%s); retrying in %.1f s", len(entries), error, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     def _refuse(self, entries: list[_Entry], error: Exception) -> None:
         """The database refused this task's changes: they fail, once, and nobody else's."""

@@ -27,8 +27,8 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from simplane._api.v1 import account_pb2, machine_group_pb2, storage_pb2, task_pb2
+from simplane._protocol.channel import message_size_options
 from simplane.server import websocket
-from simplane.server.app import MAX_MESSAGE
 from simplane.server.servicers.storage_service import MAX_SINGLE_UPLOAD
 
 # The services a browser may call; AgentService is for agents only and stays off the bridge.
@@ -129,13 +129,7 @@ class GrpcWebBridge:
 
     def __init__(self, target: str) -> None:
         self._methods = public_methods()
-        self._channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
-            ],
-        )
+        self._channel = grpc.aio.insecure_channel(target, options=message_size_options())
         self._keys = KeyCheck(self._channel)
 
     async def admit(self, path: str, *, text: bool, authorization: str, length: int) -> None:

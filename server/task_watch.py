@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlmodel import Session, col
 
 from simplane._api.v1 import task_pb2
@@ -12,12 +12,12 @@ from simplane.server import errors, task_states
 from simplane.server.caller import Caller
 from simplane.server.event_stream import EventStream, Subscription
 from simplane.server.store.database import Database
-from simplane.server.store.models import TaskRow
+from simplane.server.store.models import TaskRow, table_of
 from simplane.server.task_record import TaskRecord
 
 W = task_pb2.WatchEventType
 DEFAULT_ENDED_LIMIT = 100
-_TASKS: Table = TaskRow.__table__  # type: ignore[attr-defined]  # sqlmodel sets it on table models; its stubs don't say
+_TASKS = table_of(TaskRow)
 
 
 class TaskWatch:

@@ -103,9 +103,11 @@ def cluster(cluster_factory: Callable[..., Cluster]) -> Cluster:
     return cluster_factory()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session; each test opens its own context (fresh storage)."""
+    """One headless Chromium for a module; each test opens its own context (fresh storage). Not for the session:
+    Playwright's sync API keeps an event loop running on the main thread while it is open, and asyncio.run in any
+    later test would refuse to start."""
     from browser import launch
     from playwright.sync_api import sync_playwright
 

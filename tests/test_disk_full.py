@@ -23,6 +23,7 @@ from waiting import eventually
 
 import simplane
 from simplane._api.v1 import task_pb2, task_pb2_grpc
+from simplane._protocol.transfer import INCOMING_PREFIX
 
 FULL_LINE = "is full: submits and uploads are refused"
 FREE_LINE = "has space again"
@@ -161,7 +162,7 @@ def test_full_data_dir_holds_output_on_the_machine_and_loses_nothing(small_disk_
     upload.write_text("input\n")
     with pytest.raises(simplane.errors.ResourceExhausted):
         client.storage.upload(upload, prefix="inputs/full/")
-    assert list(cluster.data_dir.rglob(".upload-*")) == []
+    assert list(cluster.data_dir.rglob(f"{INCOMING_PREFIX}*")) == []
     assert cluster.output().count(FULL_LINE) == 1
 
     filler.unlink()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from collector import BackgroundCollector
 from programs import numbered_lines
@@ -47,6 +49,32 @@ def test_sigkill_the_server_while_an_agent_runs_a_followed_task(cluster_factory)
     call.cancel()
     assert all(revision > revision_before for revision, _, _ in replayed)
     assert replayed[-1][1:] == (task.id, task_pb2.TASK_STATUS_SUCCEEDED)
+
+
+def test_the_asyncio_client_follows_and_waits_through_a_server_killed_mid_task(cluster_factory) -> None:
+    """AsyncClient's own reconnect code (tests/test_client.py holds both clients to one surface; this holds its
+    resumes to the same promise as the blocking client's above): every line once, in order, and the end."""
+    cluster = cluster_factory(agents=0)
+    cluster.start_agent()
+
+    async def follow_through_a_restart() -> tuple[list[simplane.LogLine], simplane.TaskStatus]:
+        async with simplane.AsyncClient(address=cluster.address, api_key=cluster.api_key) as client:
+            task = await client.tasks.submit(numbered_lines(LINES, every=0.02))
+            lines: list[simplane.LogLine] = []
+            async for line in task.logs(follow=True):
+                lines.append(line)
+                if len(lines) == 30:  # of 200 lines written over 4 s: the stream is cut mid-task
+                    await asyncio.to_thread(cluster.kill)
+                    await asyncio.to_thread(cluster.restart)
+            return lines, await task.wait(timeout=30)
+
+    # On a thread of its own: a console test may leave an event loop running on the main thread.
+    with ThreadPoolExecutor(1) as thread:
+        lines, status = thread.submit(asyncio.run, follow_through_a_restart()).result(timeout=120)
+    assert [line.text for line in lines if line.stream == "stdout"] == [f"line {i}" for i in range(LINES)]
+    offsets = [line.offset for line in lines]
+    assert offsets == sorted(set(offsets))
+    assert status == simplane.TaskStatus.SUCCEEDED
 
 
 def test_an_agent_back_late_after_a_restart_keeps_its_task(cluster_factory) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import simplane
 from simplane._api.v1 import storage_pb2, storage_pb2_grpc
+from simplane._protocol.transfer import INCOMING_PREFIX
 
 MIB = 1024 * 1024
 
@@ -111,7 +112,7 @@ def test_a_file_where_a_directory_is_or_the_reverse_is_invalid_argument(cluster,
     # refused upload kept its first file, "e", is left open.)
     stored = {file.path for file in client.storage.list("inputs/")} - {"inputs/together/e"}
     assert stored == {"inputs/clash/d", "inputs/clash/g/h", "inputs/trees/d"}
-    assert list(cluster.data_dir.rglob(".upload-*")) == []
+    assert list(cluster.data_dir.rglob(f"{INCOMING_PREFIX}*")) == []
     upload("inputs/fine/", "kept.txt")
     client.storage.download("inputs/clash/", tmp_path / "back")
     assert tree(tmp_path / "back") == {"d": (data, 0o644), "g/h": (data, 0o644)}

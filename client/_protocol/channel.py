@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The largest message the client and the server send and accept, both ways (gRPC's default is 4 MiB)."""
+
+
+def message_size_options(limit: int = MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+    """gRPC's send and receive limits, for a channel or a server."""
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
 
 def channel_options(
     *, first_reconnect_ms: int, max_message_bytes: int | None = None, ping_without_calls: bool = False
@@ -22,10 +30,7 @@ def channel_options(
         ("grpc.http2.max_pings_without_data", 0),
     ]
     if max_message_bytes is not None:
-        options += [
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-        ]
+        options += message_size_options(max_message_bytes)
     if ping_without_calls:
         options.append(("grpc.keepalive_permit_without_calls", 1))
     return options

@@ -67,6 +67,10 @@ def file_chunks(
         data = following
 
 
+INCOMING_PREFIX = ".incoming-"
+"""How the temporary file of a file being received is named, beside its target, until it is complete."""
+
+
 class IncomingFile:
     """One file being received, chunk by chunk, into a temporary file in its target's folder (created if
     missing); `finish` gives it the target's name and `mode`, `discard` removes it."""
@@ -77,7 +81,7 @@ class IncomingFile:
         self.size = 0
         self._digest = hashlib.sha256()
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=INCOMING_PREFIX)
         self._temp = Path(name)
         self._file = os.fdopen(fd, "wb")
 

@@ -1,8 +1,7 @@
 """Runs a unit test's coroutine to its end on a new event loop, in a thread of its own.
 
-Not asyncio.run in the test's thread: in a full run the session's `browser` fixture (Playwright's sync API) keeps
-an event loop running in pytest's main thread from the first console test to the end of the session, and
-asyncio.run refuses to start inside a running loop.
+Not asyncio.run in the test's thread: a loop left running on pytest's main thread (Playwright's sync API keeps
+one while a browser is open) would make asyncio.run refuse to start; and each coroutine gets a deadline.
 """
 
 from __future__ import annotations
