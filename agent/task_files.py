@@ -21,6 +21,11 @@ READ_CHUNK = 64 * 1024
 FOLLOW_INTERVAL = 0.05
 
 
+class NotARegularFile(Exception):
+    """A path that names a directory, a FIFO, a device or a socket: only regular files are read, since reading
+    any other kind could block or never end."""
+
+
 # The times the server takes: nanoseconds since the epoch in 64 bits (years 1677 to 2262). A file can carry any
 # time (`touch -d 2300-01-01`), so a time outside is sent as the nearest end.
 _EARLIEST_NS = -(2**63) + 1_000_000_000
@@ -69,9 +74,9 @@ async def read_file(
     try:
         path = _resolve(work_dir, command.path)
         if not stat.S_ISREG(path.stat().st_mode):
-            raise UnsafePath(f"{command.path}: not a regular file")
+            raise NotARegularFile(f"{command.path}: not a regular file")
         fd = os.open(path, os.O_RDONLY)
-    except (UnsafePath, OSError) as err:
+    except (UnsafePath, NotARegularFile, OSError) as err:
         yield agent_pb2.FileData(request_id=request_id, error=_describe(command.path, err))
         return
     try:

@@ -44,9 +44,20 @@ _STREAMS = {name: stream for stream, name in _STREAM_NAMES.items()}
 
 
 class AgentProtocol:
+    """Connect's conversations, one per connected machine.
+
+    `answered` is the exception the edge raises once it has ended the call itself with a status: grpc's
+    AbortError, raised where status.py refuses a message of the stream (read here by the reader task), with the
+    domain error that says why as its cause (`raise ... from`). It is passed in, so that this module imports no
+    grpc, and it lets a refusal be told from a failure: a refusal is logged as a warning with its reason, a
+    failure with its traceback.
+
+    A server that stops ends every conversation quietly: ServerApp.stop closes the hub's sessions before it stops
+    the gRPC server, so each conversation ends as finished, its reader is cancelled, and nothing is logged (a call
+    grpc cancels ends with CancelledError, which is not logged either).
+    """
+
     def __init__(self, tasks: TaskRegistry, hub: AgentHub, *, answered: type[Exception]) -> None:
-        """`answered` is what the edge raises once it has ended the call itself: grpc's AbortError, raised where
-        status.py refuses a message of the stream, while handling the domain error that says why."""
         self._tasks = tasks
         self._hub = hub
         self._answered = answered
@@ -108,7 +119,7 @@ class AgentProtocol:
         if isinstance(error, errors.DomainError):
             return error.message
         if isinstance(error, self._answered):
-            return error.__context__.message if isinstance(error.__context__, errors.DomainError) else str(error)
+            return error.__cause__.message if isinstance(error.__cause__, errors.DomainError) else str(error)
         return None
 
     def _welcome(self, session: AgentSession, resumes: Sequence[Resume]) -> agent_pb2.AgentWelcome:

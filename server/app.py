@@ -73,10 +73,10 @@ class ServerApp:
         self.database.migrate()
         self.authenticator = Authenticator(self.database, disabled=settings.disable_auth)
         self.accounts = Accounts(self.database, self.authenticator, max_active_tasks=settings.max_active_tasks)
-        self.groups = MachineGroups(self.database)
         self.events = EventStream(self.database)
         self.scheduler = Scheduler()
         self.hub = AgentHub(settings.heartbeat_interval, settings.machine_lost_after)
+        self.groups = MachineGroups(self.database, self.hub, self.scheduler)
         space = DataDirSpace(settings.data_dir)
         self.logs = LogStore(settings.data_dir / "logs", space)
         self.files = FileStore(self.database, settings.data_dir / "files", space)
@@ -130,7 +130,7 @@ class ServerApp:
             AccountService(self.authenticator, self.accounts, self.tasks), server
         )
         machine_group_pb2_grpc.add_MachineGroupServiceServicer_to_server(
-            MachineGroupService(self.authenticator, self.groups, self.hub, self.scheduler, self.accounts, self.tasks),
+            MachineGroupService(self.authenticator, self.groups, self.accounts, self.tasks),
             server,
         )
         health_servicer = health.aio.HealthServicer()

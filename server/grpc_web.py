@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2
 from simplane._api.v1 import account_pb2, machine_group_pb2, storage_pb2, task_pb2
 from simplane._protocol.channel import message_size_options
 from simplane.server import websocket
-from simplane.server.servicers.storage_service import MAX_SINGLE_UPLOAD
+from simplane.server.request_limits import MAX_SINGLE_UPLOAD
 
 # The services a browser may call; AgentService is for agents only and stays off the bridge.
 PUBLIC_SERVICES = (

@@ -20,7 +20,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from simplane._api.v1 import task_pb2
+from simplane._api.v1 import storage_pb2, task_pb2
 from simplane.server import errors
 
 KIB = 1024
@@ -58,6 +58,8 @@ MAX_STATUSES = 16
 MAX_WATCHED_TASKS = 1000  # WatchTasks' task_ids
 MAX_CURSORS = 3  # one per log stream
 MAX_LISTED_FILES = 1_000_000  # an agent's listing of a task's working directory
+# One UploadFile message holds a whole file; larger files go through the UploadFiles stream.
+MAX_SINGLE_UPLOAD = 32 * 1024 * 1024
 # Timestamps: what nanoseconds since the epoch hold in 64 bits (1677-09-21 to 2262-04-11), the form the server
 # stores them in; well inside google.protobuf.Timestamp's own range.
 EARLIEST_SECONDS = -(2**63) // 10**9 + 1
@@ -274,8 +276,20 @@ def _check_list_tasks(request: task_pb2.ListTasksRequest) -> None:
         raise errors.InvalidArgument("statuses", "TASK_STATUS_UNSPECIFIED is not a status a task has")
 
 
+def _check_upload_file(request: storage_pb2.UploadFileRequest) -> None:
+    """UploadFile's one message is the whole file: its data from offset 0, with the SHA-256 of all of it."""
+    chunk = request.chunk
+    if len(chunk.data) > MAX_SINGLE_UPLOAD:
+        raise errors.InvalidArgument("chunk.data", f"holds more than {MAX_SINGLE_UPLOAD} bytes: use UploadFiles")
+    if chunk.offset != 0:
+        raise errors.InvalidArgument("chunk.offset", "must be 0: the message holds the whole file")
+    if not chunk.sha256:
+        raise errors.InvalidArgument("chunk.sha256", "is required: the SHA-256 of the whole file")
+
+
 # Each check takes the message its key names (Any: a Callable's argument type cannot follow the key).
 MESSAGE_CHECKS: dict[str, Callable[[Any], None]] = {
     "simplane.v1.SubmitTaskRequest": _check_submit_task,
     "simplane.v1.ListTasksRequest": _check_list_tasks,
+    "simplane.v1.UploadFileRequest": _check_upload_file,
 }

@@ -129,10 +129,16 @@ def bad_request_status(error: errors.InvalidArgument) -> status_pb2.Status:
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.DomainError) -> NoReturn:
     """Ends the call with the error's status; an InvalidArgument's field goes along as a google.rpc.BadRequest
-    in the grpc-status-details-bin trailer (other errors have no details to send)."""
-    if isinstance(error, errors.InvalidArgument):
-        await context.abort_with_status(rpc_status.to_status(bad_request_status(error)))
-    await context.abort(status_code(error), error.message)
+    in the grpc-status-details-bin trailer (other errors have no details to send).
+
+    The AbortError raised has `error` as its cause, so that code which sees the abort (agent_protocol.py, whose
+    reader task reads a checked stream) can tell why the call ended."""
+    try:
+        if isinstance(error, errors.InvalidArgument):
+            await context.abort_with_status(rpc_status.to_status(bad_request_status(error)))
+        await context.abort(status_code(error), error.message)
+    except grpc.aio.AbortError as aborted:
+        raise aborted from error
 
 
 def unary(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:

@@ -17,6 +17,7 @@ from sqlalchemy import or_, select
 from sqlmodel import Session, col
 
 from simplane._api.v1 import task_pb2
+from simplane._protocol.task_outputs import task_id_of
 from simplane.server import disk_space, errors, request_limits, task_states
 from simplane.server.agent_messages import Assignment, KillOrder, Resume, TaskReport
 from simplane.server.agents import AgentHub, AgentSession
@@ -191,6 +192,16 @@ class TaskRegistry:
         if task is None or task.owner != caller.user:
             raise errors.NotFound(f"task {task_id!r} not found")
         return task
+
+    async def check_download(self, caller: Caller, prefix: str) -> None:
+        """Refuses a download of the caller's stored files under the folder `prefix` if it lies in a task's folder
+        (its outputs) and the task is not the caller's, or has not ended: its outputs are stored as it ends."""
+        task_id = task_id_of(prefix)
+        if task_id is None:
+            return
+        task = await self.get(caller, task_id)
+        if not task.terminal:
+            raise errors.FailedPrecondition(f"task {task.id} has not ended: its outputs are stored as it ends")
 
     async def list(self, caller: Caller, request: task_pb2.ListTasksRequest) -> task_pb2.ListTasksResponse:
         size = request.page_size or DEFAULT_PAGE_SIZE

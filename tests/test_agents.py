@@ -197,3 +197,17 @@ def test_an_error_on_an_agent_stream_is_logged_once_naming_the_machine(cluster_f
     ]
     assert len(lines(bad_report)) == 1 and "task_update.error" in lines(bad_report)[0], lines(bad_report)
     assert "Traceback" not in cluster.output()
+
+
+def test_stopping_the_server_with_agents_connected_logs_no_error(cluster_factory) -> None:
+    """A server stopping ends its agents' streams: that is no agent's error, and its log says nothing of them."""
+    cluster = cluster_factory(agents=0)
+    agents = [cluster.start_agent(), cluster.start_agent()]
+    eventually(lambda: connected(cluster) == 2, timeout=30)
+    task = cluster.client().tasks.submit(SLEEP_60)
+    eventually(lambda: task.info().status == RUNNING, timeout=30)
+    assert cluster.stop() == 0
+    server_log = cluster.output().split("--- agent-")[0]
+    for said in ("Traceback", "the stream of machine", "failed"):
+        assert said not in server_log, server_log
+    assert all(agent.process.poll() is None for agent in agents)  # they outlive the server, and wait for it

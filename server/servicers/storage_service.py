@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from simplane._api.v1 import storage_pb2, storage_pb2_grpc
-from simplane.server import errors
 from simplane.server.auth import Authenticator
 from simplane.server.caller import Caller
 from simplane.server.file_store import FileStore, check_path
 from simplane.server.servicers.authorization import AuthorizedServicer, ServicerContext
 from simplane.server.status import streaming, unary
 from simplane.server.tasks import TaskRegistry
-
-# One UploadFile message holds a whole file; larger files go through the UploadFiles stream.
-MAX_SINGLE_UPLOAD = 32 * 1024 * 1024
 
 
 class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer):
@@ -45,13 +41,7 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
     async def UploadFile(
         self, request: storage_pb2.UploadFileRequest, context: ServicerContext, caller: Caller
     ) -> storage_pb2.UploadFileResponse:
-        chunk = request.chunk
-        if len(chunk.data) > MAX_SINGLE_UPLOAD:
-            raise errors.InvalidArgument("chunk.data", f"holds more than {MAX_SINGLE_UPLOAD} bytes: use UploadFiles")
-        if chunk.offset != 0:
-            raise errors.InvalidArgument("chunk.offset", "must be 0: the message holds the whole file")
-        if not chunk.sha256:
-            raise errors.InvalidArgument("chunk.sha256", "is required: the SHA-256 of the whole file")
+        chunk = request.chunk  # one whole file (request_limits checked it)
 
         async def one() -> AsyncIterator[storage_pb2.FileChunk]:
             yield chunk
@@ -66,12 +56,7 @@ class StorageService(AuthorizedServicer, storage_pb2_grpc.StorageServiceServicer
         self, request: storage_pb2.DownloadFilesRequest, context: ServicerContext, caller: Caller
     ) -> AsyncIterator[storage_pb2.DownloadFilesResponse]:
         prefix = check_path("prefix", request.prefix, prefix=True)
-        parts = prefix.split("/")
-        if parts[0] == "tasks" and len(parts) > 2:
-            # One task's outputs: the task must be the caller's, and ended (outputs arrive as it finishes).
-            task = await self._tasks.get(caller, parts[1])
-            if not task.terminal:
-                raise errors.FailedPrecondition(f"task {task.id} has not ended: its outputs are stored as it ends")
+        await self._tasks.check_download(caller, prefix)
         files = await self._files.list(caller.user, prefix)
         async for chunk in self._files.chunks(caller.user, files, prefix):
             yield storage_pb2.DownloadFilesResponse(chunk=chunk)

@@ -28,6 +28,7 @@ from simplane.server.request_limits import (
     MAX_ITEMS,
     MAX_PATH_CHARS,
     MAX_PATH_PART_BYTES,
+    MAX_SINGLE_UPLOAD,
     MAX_TEXT_CHARS,
 )
 
@@ -36,6 +37,11 @@ L = task_pb2.LogStream
 
 def submit(command: list[str] | None = None, **fields: object) -> task_pb2.SubmitTaskRequest:
     return task_pb2.SubmitTaskRequest(command=command or ["run"], **fields)  # type: ignore[arg-type]  # test values
+
+
+def upload(size: int) -> storage_pb2.UploadFileRequest:
+    """An UploadFile request holding a whole file of `size` bytes."""
+    return storage_pb2.UploadFileRequest(chunk=storage_pb2.FileChunk(path="a", data=bytes(size), sha256="f" * 64))
 
 
 def path_of(chars: int, part: int = 100) -> str:
@@ -189,6 +195,11 @@ EDGES: dict[str, Edge] = {
         lambda: storage_pb2.FileChunk(path="a", sha256="f" * 65),
         "sha256",
     ),
+    "single upload size": Edge(
+        lambda: upload(MAX_SINGLE_UPLOAD),
+        lambda: upload(MAX_SINGLE_UPLOAD + 1),
+        "chunk.data",
+    ),
     "api key description": Edge(
         lambda: account_pb2.CreateApiKeyRequest(description="d" * 256),
         lambda: account_pb2.CreateApiKeyRequest(description="d" * 257),
@@ -254,6 +265,11 @@ def test_no_string_holds_a_nul_character(request_: Message, field: str) -> None:
         (submit(env={"A=B": "v"}), "env"),
         (task_pb2.ListTasksRequest(statuses=[task_pb2.TASK_STATUS_UNSPECIFIED]), "statuses"),
         (task_pb2.ListTasksRequest(statuses=[99]), "statuses[0]"),  # type: ignore[list-item]  # not a TaskStatus
+        (storage_pb2.UploadFileRequest(chunk=storage_pb2.FileChunk(path="a")), "chunk.sha256"),
+        (
+            storage_pb2.UploadFileRequest(chunk=storage_pb2.FileChunk(path="a", offset=1, sha256="f" * 64)),
+            "chunk.offset",
+        ),
     ],
     ids=[
         "no command",
@@ -262,6 +278,8 @@ def test_no_string_holds_a_nul_character(request_: Message, field: str) -> None:
         "= in a variable name",
         "unspecified status",
         "unknown status",
+        "upload without its checksum",
+        "upload of part of a file",
     ],
 )
 def test_what_a_bound_cannot_say(request_: Message, field: str) -> None:
@@ -339,9 +357,12 @@ def _named_edges() -> dict[str, NamedEdge]:
         field = pool.FindFieldByName(full_name)
         assert field.containing_type is not None
         message_class = message_factory.GetMessageClass(field.containing_type)
-        # A submit must name a program (MESSAGE_CHECKS) whatever else it holds.
-        submit_base: dict[str, object] = {"command": ["run"]}
-        base = submit_base if message_class is task_pb2.SubmitTaskRequest and field.name != "command" else {}
+        # What MESSAGE_CHECKS want whatever else the request holds: a submit names a program, an upload is whole.
+        base: dict[str, object] = {}
+        if message_class is task_pb2.SubmitTaskRequest and field.name != "command":
+            base = {"command": ["run"]}
+        elif message_class is storage_pb2.UploadFileRequest:
+            base = {"chunk": storage_pb2.FileChunk(path="a", sha256="f" * 64)}
         label, name = full_name.removeprefix("simplane.v1."), field.name
 
         def setting(
