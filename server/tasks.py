@@ -26,7 +26,7 @@ from simplane.server.event_stream import Change, EventStream
 from simplane.server.file_store import FileStore, check_path
 from simplane.server.ids import new_task_id
 from simplane.server.log_store import LogStore
-from simplane.server.machine_groups import MachineGroups
+from simplane.server.machine_groups import LOCAL, MachineGroups
 from simplane.server.scheduler import Scheduler
 from simplane.server.store.database import Database
 from simplane.server.store.models import TaskRow
@@ -137,7 +137,7 @@ class TaskRegistry:
     async def _create(self, caller: Caller, request: task_pb2.SubmitTaskRequest) -> task_pb2.Task:
         command = list(request.command)
         ttl = request.time_to_live.seconds + request.time_to_live.nanos / 1e9
-        group = request.machine_group or "local"
+        group = request.machine_group or LOCAL
         self._groups.require(group)
         if self._active_per_owner.get(caller.user, 0) >= self._max_active_tasks:
             raise errors.ResourceExhausted(

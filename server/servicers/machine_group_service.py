@@ -8,7 +8,7 @@ from simplane.server import errors
 from simplane.server.accounts import Accounts
 from simplane.server.auth import Authenticator
 from simplane.server.caller import Caller
-from simplane.server.machine_groups import MachineGroups, MachineGroupView, MachineView
+from simplane.server.machine_groups import LOCAL, MachineGroups, MachineGroupView, MachineView
 from simplane.server.servicers.authorization import AuthorizedServicer, ServicerContext
 from simplane.server.status import unary
 from simplane.server.tasks import TaskRegistry
@@ -62,7 +62,7 @@ class MachineGroupService(AuthorizedServicer, machine_group_pb2_grpc.MachineGrou
     async def CreateAgentToken(
         self, request: pb.CreateAgentTokenRequest, context: ServicerContext, caller: Caller
     ) -> pb.CreateAgentTokenResponse:
-        group = request.machine_group or "local"
+        group = request.machine_group or LOCAL
         self._groups.require(group)
         return pb.CreateAgentTokenResponse(token=await self._accounts.create_agent_token(caller, group))
 
