@@ -1,8 +1,8 @@
 """simplane's speed on this machine, as JSON: `python bench/bench.py [--quick]`.
 
 Starts `simplane up` (SQLite, one local agent) on temporary directories and measures what a user feels:
-trivial-task latency, task throughput, log latency and throughput (beside a plain pipe as the floor), idle
-memory and start-up time. Targets are in docs/benchmarks.md.
+trivial-task latency, task throughput, log latency and throughput (beside a plain pipe as the floor), storage
+transfers (beside a durable local copy), idle memory and start-up time. Targets are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +196,51 @@ def log_throughput(client: simplane.Client, lines: int) -> dict:
     }
 
 
+def _durable_copy(source: Path, target: Path) -> None:
+    """The floor for a transfer: each file copied on this disk and fsynced, as a store that keeps what it
+    acknowledges must do at least."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            copy = target / path.relative_to(source)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("rb") as reader, copy.open("wb") as writer:
+                shutil.copyfileobj(reader, writer, 1 << 20)
+                writer.flush()
+                os.fsync(writer.fileno())
+
+
+def transfer(client: simplane.Client, root: Path, small_files: int, large_mib: int) -> dict:
+    """Storage upload and download through the client: many small files (what each file costs: its temporary
+    file, fsync, rename and row) and one large file (bytes per second), beside a durable local copy of each."""
+    trees = {"small_files": root / "small", "large_file": root / "large"}
+    for tree in trees.values():
+        tree.mkdir()
+    for index in range(small_files):
+        (trees["small_files"] / f"f{index:05}.dat").write_bytes(os.urandom(4096))
+    with (trees["large_file"] / "large.dat").open("wb") as large:
+        for _ in range(large_mib):
+            large.write(os.urandom(1 << 20))
+    results: dict = {}
+    for name, tree in trees.items():
+        files = sum(1 for path in tree.rglob("*") if path.is_file())
+        size = sum(path.stat().st_size for path in tree.rglob("*") if path.is_file())
+        started = time.perf_counter()
+        client.storage.upload(tree, prefix=f"bench/{name}/")
+        uploaded = time.perf_counter()
+        client.storage.download(f"bench/{name}/", root / f"{name}-downloaded")
+        downloaded = time.perf_counter()
+        _durable_copy(tree, root / f"{name}-copied")
+        copied = time.perf_counter()
+        results[name] = {
+            "files": files,
+            "mib": round(size / 2**20, 1),
+            "upload_seconds": round(uploaded - started, 3),
+            "download_seconds": round(downloaded - uploaded, 3),
+            "floor_durable_copy_seconds": round(copied - downloaded, 3),
+        }
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
@@ -217,6 +263,9 @@ def main() -> None:
                 results["throughput"] = asyncio.run(_throughput(up, 50 if quick else 500))
                 results["log_latency"] = log_latency(client, 1 if quick else 5)
                 results["log_throughput"] = log_throughput(client, 20_000 if quick else 200_000)
+                transfers = Path(root) / "transfers"
+                transfers.mkdir()
+                results["transfer"] = transfer(client, transfers, 100 if quick else 1000, 16 if quick else 256)
         finally:
             up.stop()
     print(json.dumps(results, indent=2))
