@@ -3,8 +3,8 @@
  * polls ListMachineGroups and ListMachines while it is open (and the browser tab is visible).
  */
 import { useEffect, useState } from "preact/hooks";
-
 import { errorMessage, machineGroups } from "../api";
+import { Card } from "../card";
 import { formatBytes, formatTime, timestampMs } from "../format";
 import {
   MachineGroupState,
@@ -282,15 +282,6 @@ function Gauge({ used, total, label }: { used: number; total: number; label: str
       </span>
       <span class="gauge-label">{label}</span>
     </span>
-  );
-}
-
-function Card({ label, value }: { label: string; value: string }) {
-  return (
-    <div class="card">
-      <div class="label">{label}</div>
-      <div class="value">{value}</div>
-    </div>
   );
 }
 

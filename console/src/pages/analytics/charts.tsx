@@ -1,5 +1,6 @@
 /** The charts of the analytics page: summary cards, tasks over time and by project, and phase durations. */
 import { useMemo } from "preact/hooks";
+import { Card } from "../../card";
 
 import { formatDuration } from "../../format";
 import { DurationLines } from "./duration_lines";
@@ -80,15 +81,6 @@ export function Charts({ loaded, range }: { loaded: Loaded; range: Range }) {
           </tbody>
         </table>
       </figure>
-    </div>
-  );
-}
-
-function Card({ label, value }: { label: string; value: string }) {
-  return (
-    <div class="card">
-      <div class="label">{label}</div>
-      <div class="value">{value}</div>
     </div>
   );
 }
