@@ -230,11 +230,10 @@ class Instance:
 class FakeGce:
     """The fake Compute API on 127.0.0.1 port 0, with the instances' machines under `directory`."""
 
-    def __init__(self, directory: Path, *, project: str = "simplane-test", machine_env: dict[str, str] | None = None):
+    def __init__(self, directory: Path, *, project: str = "simplane-test") -> None:
         self.directory = directory
         self.project = project
         self.project_number = 123456789012
-        self.machine_env = machine_env or {}
         self.state_seconds = 0.1  # how long an instance stays in each state it passes through
         self.preemption_grace = 30.0  # from the preemption notice to the hard stop, as GCE gives a spot VM
         self.operation_wait_limit = 120.0  # operations.wait answers by then even if not DONE, as GCE's does
@@ -337,7 +336,7 @@ class FakeGce:
                 return self._request_ids[query["requestId"]].resource(self.project)
             instance = self._existing(zone, name)
             operation = self._add_operation(Operation(zone, "delete", name, instance.id), query)
-            if instance.status != "STOPPING":
+            if instance.status not in ("STOPPING", "TERMINATED"):
                 instance.set_status("STOPPING")
                 self._lock.notify_all()
         self._in_background(self._delete, instance, operation)
@@ -560,9 +559,10 @@ class FakeGce:
 
     def _end_preemption(self, instance: Instance) -> None:
         deadline = time.monotonic() + self.preemption_grace
-        with self._lock:
-            while instance.machine is not None and descendants([instance.machine.pid]):
-                if time.monotonic() >= deadline or not self._pause(min(0.05, self.preemption_grace)):
+        machine = instance.machine
+        while machine is not None and descendants([machine.pid]) and time.monotonic() < deadline:
+            with self._lock:
+                if not self._pause(0.05):
                     break
         self._stop_machine(instance)
         with self._lock:
@@ -599,7 +599,7 @@ class FakeGce:
         # A machine of its own: its home and temporary folder, and its metadata server (google-auth reads both
         # variables; they are the same server here).
         env |= {"HOME": str(home), "TMPDIR": str(temp), "GCE_METADATA_HOST": metadata_host}
-        env |= {"GCE_METADATA_IP": metadata_host, **self.machine_env}
+        env |= {"GCE_METADATA_IP": metadata_host}
         with instance.serial_log.open("ab") as serial:
             instance.machine = subprocess.Popen(
                 [sys.executable, str(MACHINE_PROGRAM), *command],

@@ -53,7 +53,10 @@ def main(command: list[str]) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
     # A preemption signals the machine's processes; its init outlives them to reap them.
     signal.signal(signal.SIGTERM, lambda number, frame: None)
-    script = os.posix_spawn(command[0], command, os.environ)
+    # Not the lifeline as its standard input: the script reads nothing from the fake.
+    script = os.posix_spawn(
+        command[0], command, os.environ, file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)]
+    )
     threading.Thread(target=_reap, args=(script,), daemon=True).start()
     sys.stdin.buffer.read()  # the lifeline: returns when the fake closes it or dies
     kill_descendants(os.getpid())

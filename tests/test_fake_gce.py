@@ -4,12 +4,14 @@ script on a machine of their own, read their metadata server and get preempted."
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from fake_gce import FakeGce
@@ -97,7 +99,7 @@ def python_script(body: str) -> str:
     """A startup script run by this test's Python, with `metadata(path, header=True)` to read the metadata server."""
     return (
         f"#!{sys.executable}\n"
-        "import os, signal, subprocess, sys, time, urllib.error, urllib.request\n"
+        "import json, os, signal, subprocess, sys, time, urllib.error, urllib.request\n"
         "def metadata(path, header=True):\n"
         "    url = 'http://' + os.environ['GCE_METADATA_HOST'] + '/computeMetadata/v1/' + path\n"
         "    request = urllib.request.Request(url, headers={'Metadata-Flavor': 'Google'} if header else {})\n"
@@ -125,18 +127,32 @@ def running(pid: int) -> bool:
         return False
 
 
+METADATA_PATHS = [
+    "instance/attributes/greeting",
+    "instance/attributes/",
+    "instance/attributes/missing",
+    "instance/name",
+    "instance/id",
+    "instance/zone",
+    "instance/machine-type",
+    "instance/hostname",
+    "instance/preempted",
+    "project/project-id",
+    "project/numeric-project-id",
+]
+
+
 def test_an_instance_boots_and_its_startup_script_reads_the_metadata_server(fake: FakeGce, compute: Compute) -> None:
     script = python_script(
-        "report(metadata('instance/attributes/greeting')[0])\n"
-        "report(metadata('instance/name')[0])\n"
-        "report(metadata('instance/zone')[0])\n"
-        "report(metadata('instance/preempted')[0])\n"
-        "report(metadata('instance/name', header=False)[0])\n"
-        "report(os.getcwd() + ' ' + os.environ['HOME'])\n"
+        f"values = {{path: metadata(path)[0] for path in {METADATA_PATHS!r}}}\n"
+        "values['no header'] = metadata('instance/name', header=False)[0]\n"
+        "values['attributes'] = json.loads(metadata('instance/attributes/?recursive=true')[0])\n"
+        "values['directories'] = [os.getcwd(), os.environ['HOME']]\n"
         # google-auth finds the metadata server through GCE_METADATA_HOST, as an agent on a VM would.
         "from google.auth.compute_engine import _metadata\n"
         "from google.auth.transport.requests import Request\n"
-        "report(str(_metadata.ping(Request())) + ' ' + _metadata.get(Request(), 'instance/attributes/greeting'))\n"
+        "values['google-auth'] = [_metadata.ping(Request()), _metadata.get(Request(), 'instance/attributes/greeting')]\n"
+        "report(json.dumps(values))\n"
     )
     labels = {"group": "cfd", "server": "s-1"}
     operation = compute.insert("vm-1", labels=labels, metadata={"startup-script": script, "greeting": "hello vm"})
@@ -150,18 +166,29 @@ def test_an_instance_boots_and_its_startup_script_reads_the_metadata_server(fake
     assert {item.key: item.value for item in instance.metadata.items}["greeting"] == "hello vm"
     assert fake.instance("vm-1").status_history == ["PROVISIONING", "STAGING", "RUNNING"]
     directory = fake.instance("vm-1").directory
-    assert eventually(lambda: len(report(fake, "vm-1")) == 7, timeout=30)
-    assert report(fake, "vm-1") == [
-        "hello vm",
-        "vm-1",
-        f"projects/{fake.project_number}/zones/{ZONE}",
-        "FALSE",
-        "HTTP 403",
-        f"{directory} {directory / 'home'}",
-        "True hello vm",
-    ]
-    serial_log = fake.instance("vm-1").serial_log
-    eventually(lambda: "startup-script exit status 0\n" in serial_log.read_text(), timeout=10)
+    values = json.loads(eventually(lambda: report(fake, "vm-1"), timeout=30)[0])
+    assert values == {
+        "instance/attributes/greeting": "hello vm",
+        "instance/attributes/": "startup-script\ngreeting\n",
+        "instance/attributes/missing": "HTTP 404",
+        "instance/name": "vm-1",
+        "instance/id": str(instance.id),
+        "instance/zone": f"projects/{fake.project_number}/zones/{ZONE}",
+        "instance/machine-type": f"projects/{fake.project_number}/machineTypes/e2-standard-2",
+        "instance/hostname": f"vm-1.{ZONE}.c.{fake.project}.internal",
+        "instance/preempted": "FALSE",
+        "project/project-id": fake.project,
+        "project/numeric-project-id": str(fake.project_number),
+        "no header": "HTTP 403",
+        "attributes": {"startup-script": script, "greeting": "hello vm"},
+        "directories": [str(directory), str(directory / "home")],
+        "google-auth": [True, "hello vm"],
+    }
+
+    def serial_port_output() -> str:
+        return compute.instances.get_serial_port_output(project=fake.project, zone=ZONE, instance="vm-1").contents
+
+    eventually(lambda: "startup-script exit status 0\n" in serial_port_output(), timeout=10)
 
 
 def test_list_filters_by_label_and_pages(fake: FakeGce, compute: Compute) -> None:
@@ -314,6 +341,10 @@ def test_api_errors_arrive_as_google_api_core_exceptions(fake: FakeGce, compute:
     assert failed.http_error_status_code == 503
     with pytest.raises(exceptions.NotFound):
         compute.get("vm-3")
+    inserts = [
+        path for method, path in fake.requests if method == "POST" and urlsplit(path).path.endswith("/instances")
+    ]
+    assert len(inserts) == 10  # the fake records every call, refused ones too
 
 
 def test_operations_wait_answers_at_its_limit_while_not_done(fake: FakeGce, compute: Compute) -> None:
