@@ -115,8 +115,9 @@ def python_script(body: str) -> str:
 
 
 def report(fake: FakeGce, name: str) -> list[str]:
+    """The lines a startup script reported so far: whole lines only, since the script may be writing one."""
     path = fake.instance(name).directory / "report"
-    return path.read_text().splitlines() if path.exists() else []
+    return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
 def running(pid: int) -> bool:
