@@ -147,6 +147,7 @@ def test_an_instance_boots_and_its_startup_script_reads_the_metadata_server(fake
     script = python_script(
         f"values = {{path: metadata(path)[0] for path in {METADATA_PATHS!r}}}\n"
         "values['no header'] = metadata('instance/name', header=False)[0]\n"
+        "values['unchanged'] = metadata('instance/preempted?wait_for_change=true&timeout_sec=1')[0]\n"
         "values['attributes'] = json.loads(metadata('instance/attributes/?recursive=true')[0])\n"
         "values['directories'] = [os.getcwd(), os.environ['HOME']]\n"
         # google-auth finds the metadata server through GCE_METADATA_HOST, as an agent on a VM would.
@@ -181,6 +182,7 @@ def test_an_instance_boots_and_its_startup_script_reads_the_metadata_server(fake
         "project/project-id": fake.project,
         "project/numeric-project-id": str(fake.project_number),
         "no header": "HTTP 403",
+        "unchanged": "FALSE",  # a wait for a change ends at its timeout with the value as it is
         "attributes": {"startup-script": script, "greeting": "hello vm"},
         "directories": [str(directory), str(directory / "home")],
         "google-auth": [True, "hello vm"],
