@@ -83,6 +83,12 @@ class SlurmCluster:
         """The pids of munged, slurmctld and slurmd, by name."""
         return {daemon: process.pid for daemon, process in self._daemons.items()}
 
+    def kill(self, daemon: str) -> None:
+        """SIGKILLs one daemon ("slurmctld", "slurmd" or "munged") and reaps it, as when it crashes."""
+        process = self._daemons[daemon]
+        process.kill()
+        process.wait()
+
     def run(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """A Slurm command (`run("sbatch", ...)`) against this cluster, output captured as text."""
         return subprocess.run(args, env=self.env, capture_output=True, text=True, timeout=timeout)
@@ -214,17 +220,19 @@ class SlurmCluster:
     def stop(self) -> None:
         """Ends the jobs (scancel, while the controller runs), then SIGTERM to the daemons and SIGKILL to what is
         left after STOP_TIMEOUT, jobs' processes included (slurmstepd ignores SIGTERM); removes the directory.
-        Idempotent."""
+        Idempotent; registered with atexit at start, so an interrupted session still leaves nothing running."""
         atexit.unregister(self.stop)
         controller = self._daemons.get("slurmctld")
-        if controller is not None and controller.poll() is None:
+        controller_runs = controller is not None and controller.poll() is None
+        if controller_runs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.run("scancel", f"--partition={PARTITION}", timeout=STOP_TIMEOUT)
                 with contextlib.suppress(AssertionError):
                     eventually(lambda: not self.job_steps(), timeout=STOP_TIMEOUT, interval=0.05)
-        for process in self._daemons.values():
+        for daemon, process in self._daemons.items():
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+                # slurmd's shutdown tells the controller; with none to answer, it would wait MessageTimeout (10 s).
+                process.send_signal(signal.SIGTERM if controller_runs or daemon != "slurmd" else signal.SIGKILL)
         deadline = time.monotonic() + STOP_TIMEOUT
         for process in self._daemons.values():
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import socket
 import sys
 from pathlib import Path
@@ -147,7 +146,7 @@ def test_stop_leaves_no_process_behind(controller: str) -> None:
         processes = [*steps, *[(pid, start_time(pid)) for pid in [*second.daemon_pids.values(), *job]]]
         assert all(runs(*process) for process in processes)
         if controller == "killed":
-            os.kill(second.daemon_pids["slurmctld"], signal.SIGKILL)
+            second.kill("slurmctld")
     finally:
         second.stop()
     assert [process for process in processes if runs(*process)] == []
