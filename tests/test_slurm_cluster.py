@@ -135,12 +135,15 @@ def test_a_job_runs_as_the_tests_user_and_reaches_a_socket_on_localhost(slurm: S
 
 
 @pytest.mark.parametrize("controller", ["running", "killed"])
-def test_stop_leaves_no_process_behind(controller: str) -> None:
-    """A second cluster beside the session's, stopped while a job runs: its daemons, the job's slurmstepd and the
-    job's processes all end, and its directory is removed; also when slurmctld died first and cannot scancel."""
+def test_stop_leaves_no_process_behind(slurm: SlurmCluster, tmp_path: Path, controller: str) -> None:
+    """A second cluster beside the session's, stopped while a job runs on each: the second's daemons, its job's
+    slurmstepd and the job's processes all end, and its directory is removed, also when its slurmctld died first
+    and cannot scancel; the session's cluster and its job are untouched."""
+    neighbour_id, neighbour = submit_shell_and_child(slurm, tmp_path / "neighbour-pids")
+    neighbour_processes = [(pid, start_time(pid)) for pid in neighbour]
     second = SlurmCluster().start()
     try:
-        _, job = submit_shell_and_child(second, second.root / "pids")
+        _, job = submit_shell_and_child(second, tmp_path / "pids")
         steps = second.job_steps()
         assert len(steps) == 1
         processes = [*steps, *[(pid, start_time(pid)) for pid in [*second.daemon_pids.values(), *job]]]
@@ -151,3 +154,7 @@ def test_stop_leaves_no_process_behind(controller: str) -> None:
         second.stop()
     assert [process for process in processes if runs(*process)] == []
     assert not second.root.exists()
+
+    assert all(runs(*process) for process in neighbour_processes)
+    assert job_states(slurm, neighbour_id)[neighbour_id] == ("RUNNING", "None")
+    assert slurm.run("scancel", neighbour_id).returncode == 0
