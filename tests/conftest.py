@@ -14,6 +14,7 @@ import installed_package
 import pytest
 from cluster import Cluster
 from postgres import PostgresServer
+from slurm import PACKAGES, SlurmCluster, missing_binaries
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -27,10 +28,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 # The unit layer (tests/unit: pure modules in this process, in seconds) may use a temporary directory and a SQLite
-# file, never a server, an agent, the session's PostgreSQL or Chromium: asking for a fixture that starts one is an
+# file, never a server, an agent, the session's PostgreSQL or Slurm, or Chromium: asking for a fixture that starts one is an
 # error at collection, so the layer stays fast whatever --database says.
 UNIT_TESTS = Path(__file__).parent / "unit"
-PROCESS_FIXTURES = frozenset({"cluster", "cluster_factory", "postgres", "browser", "page"})
+PROCESS_FIXTURES = frozenset({"cluster", "cluster_factory", "postgres", "slurm", "browser", "page"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -65,6 +66,20 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer | None]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[SlurmCluster]:
+    """A single-node Slurm cluster (tests/slurm.py), started by the first test that asks for it and stopped at the
+    end of the session; skipped where the Slurm packages are not installed (CI installs them)."""
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"Slurm is not installed (no {', '.join(missing)}): apt-get install {PACKAGES}")
+    cluster = SlurmCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
